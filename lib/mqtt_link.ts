@@ -1,0 +1,94 @@
+/**
+ * The broker connection: connects (and reconnects by itself), hands incoming
+ * requests to the bridge, and publishes with coalescing: a topic queued
+ * several times before the next flush goes out once, with its latest payload.
+ * Nothing is queued while the broker is away; the bridge republishes what the
+ * keep-alive calls for when it is back.
+ */
+import { readFileSync } from "node:fs";
+import mqtt from "mqtt";
+import type { Options } from "./options.ts";
+
+export interface LinkHandlers {
+  /** (Re)connected and subscribed: time to publish what the broker should hold. */
+  connected(): void;
+  request(topic: string, payload: Uint8Array, retained: boolean): void;
+  /** Connection trouble, for the log. */
+  problem(message: string): void;
+}
+
+export class MqttLink {
+  readonly #client: mqtt.MqttClient;
+  readonly #queue = new Map<string, { payload: string; retain: boolean }>();
+  #flushScheduled = false;
+  #wasConnected = false;
+
+  constructor(
+    options: Options,
+    clientId: string,
+    private readonly subscriptions: string[],
+    private readonly handlers: LinkHandlers,
+  ) {
+    this.#client = mqtt.connect(options.mqttUrl, {
+      clientId,
+      username: options.mqttUser,
+      password: options.mqttPassword,
+      ca: options.mqttCaFile ? readFileSync(options.mqttCaFile) : undefined,
+      protocolVersion: 4,
+      clean: true,
+      reconnectPeriod: 1000,
+      connectTimeout: 10_000,
+      resubscribe: false,
+      queueQoSZero: false,
+    });
+    this.#client.on("connect", () => this.#onConnect());
+    this.#client.on(
+      "message",
+      (topic, payload, packet) => handlers.request(topic, payload, packet.retain),
+    );
+    this.#client.on("error", (error) => handlers.problem(error.message));
+    this.#client.on("offline", () => {
+      if (this.#wasConnected) handlers.problem("broker connection lost; reconnecting");
+      this.#wasConnected = false;
+    });
+  }
+
+  get connected(): boolean {
+    return this.#client.connected;
+  }
+
+  /** Queues a publish; an empty payload removes a retained topic. */
+  publish(topic: string, payload: string, retain: boolean): void {
+    if (!this.#client.connected) return;
+    this.#queue.set(topic, { payload, retain });
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.#flush());
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#flush();
+    await this.#client.endAsync();
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    if (!this.#client.connected) {
+      this.#queue.clear();
+      return;
+    }
+    for (const [topic, { payload, retain }] of this.#queue) {
+      this.#client.publish(topic, payload, { qos: 0, retain });
+    }
+    this.#queue.clear();
+  }
+
+  #onConnect(): void {
+    this.#wasConnected = true;
+    this.#client.subscribe(this.subscriptions, { qos: 0 }, (error) => {
+      if (error) this.handlers.problem(`subscribe failed: ${error.message}`);
+    });
+    this.handlers.connected();
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * The command line: definition, environment fallbacks and validation, turned
+ * into one typed Options object. Invalid input is an OptionsError with a
+ * one-line reason (the caller exits with code 2).
+ */
+import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
+import { LOG_LEVELS, type LogLevel } from "./log.ts";
+import { VERSION } from "./version.ts";
+
+export interface Options {
+  /** D-Bus address: `unix:path=...` or `tcp:host=...,port=...`. */
+  dbusAddress: string;
+  /** Human-readable name of the bus for the startup line. */
+  dbusName: string;
+  mqttUrl: string;
+  mqttUser?: string;
+  mqttPassword?: string;
+  mqttCaFile?: string;
+  keepAliveSeconds: number;
+  portalId?: string;
+  logLevel: LogLevel;
+}
+
+export class OptionsError extends Error {}
+
+export const PASSWORD_ENV = "DBUS_MQTT_PASSWORD";
+export const SYSTEM_BUS_SOCKET = "unix:path=/var/run/dbus/system_bus_socket";
+
+function seconds(text: string): number {
+  const value = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !Number.isFinite(value)) {
+    throw new InvalidArgumentError("expected a number of seconds, e.g. 60");
+  }
+  return value;
+}
+
+function command() {
+  return new Command()
+    .name("dbus-mqtt")
+    .description(
+      "Publishes the Victron D-Bus (com.victronenergy.*) on MQTT as " +
+        "N/<portalId>/<type>/<instance>/<path> and serves R/W requests.",
+    )
+    .version(VERSION, "-V, --version")
+    .option(
+      "-b, --dbus <address>",
+      "D-Bus to scan: system, session, unix:path=<socket> or " +
+        "tcp:host=<host>,port=<port> (e.g. tcp:host=192.168.1.5,port=78)",
+      "system",
+    )
+    .option(
+      "-q, --mqtt-server <host[:port]>",
+      "MQTT broker host, e.g. 127.0.0.1:1883 (port 8883 with -c)",
+      "127.0.0.1",
+    )
+    .option(
+      "--mqtt <url>",
+      "MQTT broker URL instead of -q: mqtt://, mqtts://, ws:// or wss://, " +
+        "e.g. ws://venus.local:9001",
+    )
+    .option("-u, --mqtt-user <user>", "MQTT user name")
+    .addOption(
+      new Option("-P, --mqtt-password <password>", "MQTT password")
+        .env(PASSWORD_ENV),
+    )
+    .option(
+      "-c, --mqtt-certificate <file>",
+      "CA certificate of the broker; turns TLS on, e.g. venus-ca.crt",
+    )
+    .option(
+      "-k, --keep-alive <seconds>",
+      "stop publishing this long after the last R/W request; 0 = never stop",
+      seconds,
+      60,
+    )
+    .option(
+      "--portal-id <id>",
+      "portal id in the topics (default: /sbin/get-unique-id, else the MAC " +
+        "of eth0 or $VRM_IFACE), e.g. e0ff50a097c0",
+    )
+    .option("-d, --debug", "log every request and D-Bus call")
+    .addOption(
+      new Option("--log-level <level>", "error, warn, info or debug")
+        .choices(LOG_LEVELS).default("info" as LogLevel),
+    )
+    .addHelpText(
+      "after",
+      "\nExample:\n  dbus-mqtt --dbus tcp:host=192.168.1.5,port=78 " +
+        "-q 127.0.0.1 --portal-id e0ff50a097c0 -k 60",
+    );
+}
+
+/**
+ * Parses the arguments (without the program name). Help and version output
+ * are written by commander; they come back as `undefined`.
+ */
+export function parseOptions(
+  args: string[],
+  env: Record<string, string | undefined>,
+  write: (text: string) => void,
+): Options | undefined {
+  const program = command()
+    .exitOverride()
+    .configureOutput({ writeOut: write, writeErr: () => {} });
+  try {
+    program.parse(args, { from: "user" });
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "commander.helpDisplayed" || code === "commander.version") {
+      return undefined;
+    }
+    throw new OptionsError((error as Error).message.replace(/^error: /, ""));
+  }
+  const o = program.opts();
+  const dbus = resolveBusAddress(o.dbus, env);
+  return {
+    dbusAddress: dbus,
+    dbusName: o.dbus === "system" || o.dbus === "session" ? `${o.dbus} bus ${dbus}` : dbus,
+    mqttUrl: o.mqtt ? checkUrl(o.mqtt) : serverUrl(o.mqttServer, !!o.mqttCertificate),
+    mqttUser: o.mqttUser,
+    mqttPassword: o.mqttPassword,
+    mqttCaFile: o.mqttCertificate,
+    keepAliveSeconds: o.keepAlive,
+    portalId: o.portalId === undefined ? undefined : checkPortalId(o.portalId),
+    logLevel: o.debug ? "debug" : o.logLevel,
+  };
+}
+
+function resolveBusAddress(
+  dbus: string,
+  env: Record<string, string | undefined>,
+): string {
+  if (dbus === "system") return env.DBUS_SYSTEM_BUS_ADDRESS ?? SYSTEM_BUS_SOCKET;
+  if (dbus === "session") {
+    const address = env.DBUS_SESSION_BUS_ADDRESS;
+    if (!address) throw new OptionsError("--dbus session: DBUS_SESSION_BUS_ADDRESS is not set");
+    return address;
+  }
+  if (/^unix:path=[^,;]+$/.test(dbus) || /^tcp:host=[^,;]+,port=\d+$/.test(dbus)) {
+    return dbus;
+  }
+  throw new OptionsError(
+    `--dbus '${dbus}': expected system, session, unix:path=<socket> or tcp:host=<host>,port=<port>`,
+  );
+}
+
+function serverUrl(server: string, tls: boolean): string {
+  const match = /^([^:/\s]+|\[[0-9a-fA-F:]+\])(?::(\d{1,5}))?$/.exec(server);
+  if (!match || Number(match[2] ?? 0) > 65535) {
+    throw new OptionsError(`--mqtt-server '${server}': expected host or host:port`);
+  }
+  return `${tls ? "mqtts" : "mqtt"}://${match[1]}:${match[2] ?? (tls ? 8883 : 1883)}`;
+}
+
+function checkUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new OptionsError(`--mqtt '${url}': not a URL, e.g. mqtt://127.0.0.1:1883`);
+  }
+  if (!["mqtt:", "mqtts:", "ws:", "wss:"].includes(parsed.protocol)) {
+    throw new OptionsError(`--mqtt '${url}': use mqtt://, mqtts://, ws:// or wss://`);
+  }
+  return url;
+}
+
+function checkPortalId(id: string): string {
+  if (!/^[A-Za-z0-9_-]+$/.test(id)) {
+    throw new OptionsError(
+      `--portal-id '${id}': only letters, digits, '-' and '_' fit in a topic level`,
+    );
+  }
+  return id;
+}

@@ -1,0 +1,30 @@
+/**
+ * Finds the portal id the way a GX device does: the output of
+ * /sbin/get-unique-id, else the MAC address of eth0 (or $VRM_IFACE), lower
+ * case without colons.
+ */
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+
+export function discoverPortalId(
+  env: Record<string, string | undefined>,
+): string | undefined {
+  try {
+    const id = execFileSync("/sbin/get-unique-id", { encoding: "utf8", timeout: 5000 })
+      .trim();
+    if (id) return id;
+  } catch {
+    // not a GX device: fall back to the MAC address
+  }
+  const iface = env.VRM_IFACE || "eth0";
+  try {
+    return macToPortalId(readFileSync(`/sys/class/net/${iface}/address`, "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+export function macToPortalId(mac: string): string | undefined {
+  const id = mac.trim().toLowerCase().replaceAll(":", "");
+  return /^[0-9a-f]{12}$/.test(id) && id !== "000000000000" ? id : undefined;
+}

@@ -1,0 +1,116 @@
+/**
+ * The bridge's one copy of the bus: services by name, by unique bus name and
+ * by type/instance, and their items with the JSON last seen. Pure: methods
+ * take what happened and return what changed; main.ts does the I/O.
+ */
+import { isBlocked, isMasked, MASKED_JSON, notificationTopic, serviceType } from "./topics.ts";
+import { INVALID_JSON } from "./values.ts";
+
+export interface Item {
+  readonly path: string;
+  /** Value as published (secrets already masked). */
+  json: string;
+  /** Arrival number of the D-Bus message the value came from. */
+  seq: number;
+  /** "" until the service's device instance is known. */
+  topic: string;
+  /** The broker holds a retained message of ours on this topic. */
+  published: boolean;
+}
+
+export interface Service {
+  readonly name: string;
+  readonly type: string;
+  owner: string;
+  /** undefined while the service is being scanned. */
+  instance: number | undefined;
+  readonly items: Map<string, Item>;
+}
+
+export class BridgeState {
+  readonly services = new Map<string, Service>();
+  readonly #byOwner = new Map<string, Service>();
+  readonly #byDevice = new Map<string, Service>();
+
+  constructor(readonly portalId: string) {}
+
+  /** A service appeared; it collects values until `ready`. */
+  add(name: string, owner: string): Service | undefined {
+    const type = serviceType(name);
+    if (!type) return undefined;
+    this.remove(name);
+    const service: Service = { name, type, owner, instance: undefined, items: new Map() };
+    this.services.set(name, service);
+    this.#byOwner.set(owner, service);
+    return service;
+  }
+
+  /** A service left the bus; returns it so its topics can be cleared. */
+  remove(name: string): Service | undefined {
+    const service = this.services.get(name);
+    if (!service) return undefined;
+    this.services.delete(name);
+    if (this.#byOwner.get(service.owner) === service) this.#byOwner.delete(service.owner);
+    const key = deviceKey(service.type, service.instance);
+    if (this.#byDevice.get(key) === service) this.#byDevice.delete(key);
+    return service;
+  }
+
+  byOwner(owner: string): Service | undefined {
+    return this.#byOwner.get(owner);
+  }
+
+  byDevice(type: string, instance: number): Service | undefined {
+    return this.#byDevice.get(deviceKey(type, instance));
+  }
+
+  /**
+   * The scan told the device instance: items get their topics. Returns the
+   * service that held the same type/instance before, if any.
+   */
+  ready(service: Service, instance: number): Service | undefined {
+    service.instance = instance;
+    for (const item of service.items.values()) {
+      item.topic = notificationTopic(this.portalId, service.type, instance, item.path);
+    }
+    const key = deviceKey(service.type, instance);
+    const previous = this.#byDevice.get(key);
+    this.#byDevice.set(key, service);
+    return previous === service ? undefined : previous;
+  }
+
+  /**
+   * Records a value that arrived as message number `seq`; returns the item
+   * when the value changed, undefined when it did not, is older than what we
+   * have, or is never published.
+   */
+  set(service: Service, path: string, json: string, seq: number): Item | undefined {
+    if (isBlocked(service.type, path)) return undefined;
+    if (json !== INVALID_JSON && isMasked(service.type, path)) json = MASKED_JSON;
+    let item = service.items.get(path);
+    if (!item) {
+      const topic = service.instance === undefined
+        ? ""
+        : notificationTopic(this.portalId, service.type, service.instance, path);
+      item = { path, json, seq, topic, published: false };
+      service.items.set(path, item);
+      return item;
+    }
+    if (seq < item.seq) return undefined;
+    item.seq = seq;
+    if (item.json === json) return undefined;
+    item.json = json;
+    return item;
+  }
+
+  /** Every item of every scanned service. */
+  *items(): Generator<Item> {
+    for (const service of this.services.values()) {
+      if (service.instance !== undefined) yield* service.items.values();
+    }
+  }
+}
+
+function deviceKey(type: string, instance: number | undefined): string {
+  return `${type}/${instance}`;
+}

@@ -1,0 +1,93 @@
+/**
+ * Every topic rule of the bridge: D-Bus service names to service types, the
+ * N/R/W topic layout, and which D-Bus items never go out or go out masked.
+ */
+
+export const SERVICE_PREFIX = "com.victronenergy.";
+
+/** `com.victronenergy.pvinverter.cgwacs_ttyUSB0` -> `pvinverter`. */
+export function serviceType(busName: string): string | undefined {
+  if (!busName.startsWith(SERVICE_PREFIX)) return undefined;
+  const type = busName.slice(SERVICE_PREFIX.length).split(".")[0];
+  return type === "" ? undefined : type;
+}
+
+export function notificationTopic(
+  portalId: string,
+  type: string,
+  instance: number,
+  path: string,
+): string {
+  return `N/${portalId}/${type}/${instance}${path}`;
+}
+
+export function serialTopic(portalId: string): string {
+  return notificationTopic(portalId, "system", 0, "/Serial");
+}
+
+/** The topics the bridge subscribes to. */
+export function requestTopics(portalId: string): string[] {
+  return [`R/${portalId}/#`, `W/${portalId}/#`];
+}
+
+/** A request from an MQTT client, as its topic says. */
+export type Request =
+  | { kind: "read" | "write"; type: string; instance: number; path: string }
+  | { kind: "keepalive" };
+
+const INSTANCE = /^(0|[1-9][0-9]{0,9})$/;
+
+/**
+ * Parses an R or W topic for our portal id; returns a reason string for
+ * anything else, which the caller logs.
+ */
+export function parseRequest(topic: string, portalId: string): Request | string {
+  const parts = topic.split("/");
+  const verb = parts[0];
+  if (verb !== "R" && verb !== "W") return "not a read or write request";
+  if (parts[1] !== portalId) return `not for portal id ${portalId}`;
+  if (topic.includes("+") || topic.includes("#")) {
+    return "wildcards are not supported in requests";
+  }
+  if (parts.length === 3 && parts[2] === "keepalive" && verb === "R") {
+    return { kind: "keepalive" };
+  }
+  if (parts.length < 5) {
+    return "expected <R|W>/<portal id>/<service type>/<instance>/<path>";
+  }
+  const [, , type, instance, ...path] = parts;
+  if (!INSTANCE.test(instance) || Number(instance) > 0xffffffff) {
+    return `device instance '${instance}' is not a number`;
+  }
+  if (type === "" || path.some((segment) => segment === "")) {
+    return "empty topic level";
+  }
+  return {
+    kind: verb === "R" ? "read" : "write",
+    type,
+    instance: Number(instance),
+    path: "/" + path.join("/"),
+  };
+}
+
+/** Items that exist on D-Bus but are internal; never published or served. */
+const BLOCKED = new Set([
+  "vebus/Interfaces/Mk2/Tunnel",
+  "paygo/LVD/Threshold",
+]);
+
+/** Secrets that live on the bus; published and read as `"******"`. */
+export const MASKED_ITEMS = [
+  "settings/Settings/Ble/Service/Pincode",
+  "settings/Settings/Services/AccessPointPassword",
+];
+const MASKED = new Set(MASKED_ITEMS);
+export const MASKED_JSON = '"******"';
+
+export function isBlocked(type: string, path: string): boolean {
+  return BLOCKED.has(type + path);
+}
+
+export function isMasked(type: string, path: string): boolean {
+  return MASKED.has(type + path);
+}

@@ -1,0 +1,311 @@
+/**
+ * Every value rule of the bridge: D-Bus values to JSON text, JSON text (as
+ * MQTT clients write it) to D-Bus values, and the payloads around them.
+ *
+ * JSON text is produced directly rather than through JSON.stringify, because
+ * clients in typed languages tell an int from a float by the literal: a whole
+ * double must keep its ".0" and a 64-bit integer must keep every digit.
+ */
+import dbus from "dbus-next";
+
+const { Variant } = dbus;
+export type Variant = InstanceType<typeof Variant>;
+
+/** JSON text of an invalid value. */
+export const INVALID_JSON = "null";
+
+// ---------------------------------------------------------------- signatures
+
+/** A parsed D-Bus type: its code and, for containers, the element types. */
+export interface SignatureType {
+  code: string;
+  children: SignatureType[];
+}
+
+const signatureCache = new Map<string, SignatureType>();
+
+/** Parses one complete D-Bus type ("a{sv}", "(iis)", ...); cached. */
+export function parseSignature(signature: string): SignatureType {
+  let parsed = signatureCache.get(signature);
+  if (!parsed) {
+    const [type, end] = parseType(signature, 0);
+    if (end !== signature.length) {
+      throw new Error(`not a single D-Bus type: ${signature}`);
+    }
+    parsed = type;
+    if (signatureCache.size < 1024) signatureCache.set(signature, parsed);
+  }
+  return parsed;
+}
+
+function parseType(sig: string, at: number): [SignatureType, number] {
+  const code = sig[at];
+  if (code === undefined) throw new Error(`truncated D-Bus signature: ${sig}`);
+  if (code === "a") {
+    const [child, end] = parseType(sig, at + 1);
+    return [{ code, children: [child] }, end];
+  }
+  if (code === "(" || code === "{") {
+    const close = code === "(" ? ")" : "}";
+    const children: SignatureType[] = [];
+    let i = at + 1;
+    while (sig[i] !== close) {
+      const [child, end] = parseType(sig, i);
+      children.push(child);
+      i = end;
+    }
+    return [{ code, children }, i + 1];
+  }
+  if ("ybnqiuxtdsogvh".includes(code)) return [{ code, children: [] }, at + 1];
+  throw new Error(`unknown D-Bus type code '${code}' in ${sig}`);
+}
+
+// ---------------------------------------------------------- D-Bus -> JSON
+
+const INTEGER_CODES = "ynqiuxth";
+
+/** A double as earlier bridges wrote it: whole numbers keep ".0". */
+export function formatDouble(x: number): string {
+  if (!Number.isFinite(x)) return INVALID_JSON;
+  const text = String(x);
+  // String() gives the shortest text that reads back exactly; it only lacks a
+  // fraction for whole numbers below 1e21 (larger ones come out as "1e+21").
+  return Number.isInteger(x) && !text.includes("e") ? text + ".0" : text;
+}
+
+/** JSON text of a Variant as received from D-Bus. */
+export function variantToJson(variant: Variant): string {
+  return valueToJson(parseSignature(variant.signature), variant.value);
+}
+
+/** JSON text of a D-Bus value of the given type. */
+export function valueToJson(type: SignatureType, value: unknown): string {
+  switch (type.code) {
+    case "d":
+      return formatDouble(value as number);
+    case "s":
+    case "o":
+    case "g":
+      return JSON.stringify(value);
+    case "b":
+      return value ? "true" : "false";
+    case "v":
+      return variantToJson(value as Variant);
+    case "a":
+      return arrayToJson(type.children[0], value);
+    case "(":
+      return "[" +
+        (value as unknown[]).map((v, i) => valueToJson(type.children[i], v))
+          .join(",") +
+        "]";
+    default: // every integer width; 64-bit ones arrive as BigInt, exact
+      return String(value);
+  }
+}
+
+function arrayToJson(element: SignatureType, value: unknown): string {
+  if (element.code === "{") {
+    const valueType = element.children[1];
+    const entries = value instanceof Map
+      ? [...value.entries()]
+      : Object.entries(value as Record<string, unknown>);
+    return "{" + entries.map(([k, v]) =>
+      JSON.stringify(String(k)) + ":" + valueToJson(valueType, v)
+    ).join(",") + "}";
+  }
+  const items = element.code === "y" ? [...(value as Uint8Array)] : value as unknown[];
+  // Victron's "invalid" is an empty array of integers (conventionally `ai`).
+  if (items.length === 0 && INTEGER_CODES.includes(element.code)) {
+    return INVALID_JSON;
+  }
+  return "[" + items.map((v) => valueToJson(element, v)).join(",") + "]";
+}
+
+/** The MQTT payload of a notification. */
+export function payload(json: string): string {
+  return `{"value": ${json}}`;
+}
+
+// ---------------------------------------------------------- JSON -> D-Bus
+
+/**
+ * A JSON document parsed so that the literal's kind survives: integer
+ * literals become BigInt, float literals (with "." or an exponent) number.
+ */
+export type TypedJson =
+  | null
+  | boolean
+  | string
+  | bigint
+  | number
+  | TypedJson[]
+  | { [key: string]: TypedJson };
+
+const MAX_DEPTH = 64;
+
+/** Parses JSON text keeping integer and float literals apart; throws on bad input. */
+export function parseTypedJson(text: string): TypedJson {
+  const parser = new TypedJsonParser(text);
+  const value = parser.value(0);
+  parser.end();
+  return value;
+}
+
+class TypedJsonParser {
+  #at = 0;
+  constructor(private readonly text: string) {}
+
+  value(depth: number): TypedJson {
+    if (depth > MAX_DEPTH) this.fail("nested too deeply");
+    this.#space();
+    const c = this.text[this.#at];
+    if (c === "{") return this.#object(depth);
+    if (c === "[") return this.#array(depth);
+    if (c === '"') return this.#string();
+    if (c === "-" || (c >= "0" && c <= "9")) return this.#number();
+    for (const [word, value] of WORDS) {
+      if (this.text.startsWith(word, this.#at)) {
+        this.#at += word.length;
+        return value;
+      }
+    }
+    return this.fail(c === undefined ? "unexpected end" : `unexpected '${c}'`);
+  }
+
+  end(): void {
+    this.#space();
+    if (this.#at !== this.text.length) this.fail("trailing characters");
+  }
+
+  fail(why: string): never {
+    throw new SyntaxError(`invalid JSON at ${this.#at}: ${why}`);
+  }
+
+  #space(): void {
+    while (" \t\n\r".includes(this.text[this.#at]) && this.#at < this.text.length) {
+      this.#at++;
+    }
+  }
+
+  #expect(c: string): void {
+    this.#space();
+    if (this.text[this.#at] !== c) this.fail(`expected '${c}'`);
+    this.#at++;
+  }
+
+  #object(depth: number): { [key: string]: TypedJson } {
+    // A null prototype keeps a "__proto__" key an ordinary key.
+    const result: { [key: string]: TypedJson } = Object.create(null);
+    this.#at++;
+    this.#space();
+    if (this.text[this.#at] === "}") {
+      this.#at++;
+      return result;
+    }
+    for (;;) {
+      this.#space();
+      if (this.text[this.#at] !== '"') this.fail("expected a key");
+      const key = this.#string();
+      this.#expect(":");
+      result[key] = this.value(depth + 1);
+      this.#space();
+      const c = this.text[this.#at++];
+      if (c === "}") return result;
+      if (c !== ",") this.fail("expected ',' or '}'");
+    }
+  }
+
+  #array(depth: number): TypedJson[] {
+    const result: TypedJson[] = [];
+    this.#at++;
+    this.#space();
+    if (this.text[this.#at] === "]") {
+      this.#at++;
+      return result;
+    }
+    for (;;) {
+      result.push(this.value(depth + 1));
+      this.#space();
+      const c = this.text[this.#at++];
+      if (c === "]") return result;
+      if (c !== ",") this.fail("expected ',' or ']'");
+    }
+  }
+
+  #string(): string {
+    const match = STRING.exec(this.text.slice(this.#at));
+    if (!match) this.fail("bad string");
+    this.#at += match[0].length;
+    return JSON.parse(match[0]);
+  }
+
+  #number(): bigint | number {
+    const match = NUMBER.exec(this.text.slice(this.#at));
+    if (!match) this.fail("bad number");
+    this.#at += match[0].length;
+    return match[1] || match[2] ? Number(match[0]) : BigInt(match[0]);
+  }
+}
+
+const WORDS: [string, TypedJson][] = [["true", true], ["false", false], [
+  "null",
+  null,
+]];
+// deno-lint-ignore no-control-regex
+const STRING = /^"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/;
+const NUMBER = /^-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/;
+
+const INT32 = [-(2n ** 31n), 2n ** 31n - 1n];
+const INT64 = [-(2n ** 63n), 2n ** 63n - 1n];
+const UINT64_MAX = 2n ** 64n - 1n;
+
+/** The invalid value as Victron services write it. */
+export function invalidVariant(): Variant {
+  return new Variant("ai", []);
+}
+
+/**
+ * The D-Bus value for a parsed JSON value, with the types the original
+ * bridge chose: integer -> int32 (int64, uint64 when out of range), float ->
+ * double, array -> av (empty: au), object -> a{sv}, null -> invalid.
+ */
+export function toVariant(value: TypedJson): Variant {
+  switch (typeof value) {
+    case "bigint":
+      if (value >= INT32[0] && value <= INT32[1]) {
+        return new Variant("i", Number(value));
+      }
+      if (value >= INT64[0] && value <= INT64[1]) return new Variant("x", value);
+      if (value > 0n && value <= UINT64_MAX) return new Variant("t", value);
+      return new Variant("d", Number(value));
+    case "number":
+      return new Variant("d", value);
+    case "string":
+      return new Variant("s", value);
+    case "boolean":
+      return new Variant("b", value);
+  }
+  if (value === null) return invalidVariant();
+  if (Array.isArray(value)) {
+    // An empty `ai` would read as "invalid", so an empty list goes out as `au`.
+    return value.length === 0 ? new Variant("au", []) : new Variant("av", value.map(toVariant));
+  }
+  const dict: Record<string, Variant> = {};
+  for (const [k, v] of Object.entries(value)) dict[k] = toVariant(v);
+  return new Variant("a{sv}", dict);
+}
+
+/**
+ * The value of a write request payload `{"value": X}` as a D-Bus value;
+ * throws with a reason a user can act on.
+ */
+export function writePayloadToVariant(text: string): Variant {
+  const parsed = parseTypedJson(text);
+  if (
+    parsed === null || typeof parsed !== "object" || Array.isArray(parsed) ||
+    !Object.hasOwn(parsed, "value")
+  ) {
+    throw new SyntaxError('payload must be a JSON object like {"value": 1}');
+  }
+  return toVariant(parsed.value);
+}

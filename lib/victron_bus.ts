@@ -1,0 +1,280 @@
+/**
+ * Victron D-Bus access: connect, list services, scan one (GetItems, else
+ * GetValue on "/", else an Introspect walk), read and write items, and the
+ * three signals the bridge lives on.
+ *
+ * Every incoming message gets a sequence number in arrival order, and every
+ * reply carries its number, so the caller can tell whether a reply is older
+ * than a signal it already applied (promise continuations run after the
+ * signals that arrived in the same socket read).
+ */
+import dbus from "dbus-next";
+import { SERVICE_PREFIX } from "./topics.ts";
+import { type Variant, variantToJson } from "./values.ts";
+
+const { Message, MessageType } = dbus;
+type Message = InstanceType<typeof Message>;
+type MessageBus = ReturnType<typeof dbus.sessionBus>;
+
+const BUS_ITEM = "com.victronenergy.BusItem";
+const DBUS = "org.freedesktop.DBus";
+/** How long one D-Bus call may take before the bridge gives up on it. */
+export const CALL_TIMEOUT_MS = 5000;
+
+/** New values of one or more items of a service, as JSON text. */
+export type ItemValues = Map<string, string>;
+
+export interface BusHandlers {
+  /** PropertiesChanged or ItemsChanged from the service owning `sender`. */
+  itemsChanged(sender: string, values: ItemValues, seq: number): void;
+  /** A com.victronenergy.* name got, lost or changed its owner ("" = none). */
+  ownerChanged(name: string, oldOwner: string, newOwner: string): void;
+  /** The connection to the bus is gone. */
+  lost(error: Error): void;
+}
+
+export class CallError extends Error {
+  constructor(readonly errorName: string, message: string) {
+    super(message);
+  }
+}
+
+interface PendingCall {
+  resolve(reply: Reply): void;
+  reject(error: Error): void;
+  deadline: number;
+}
+
+export interface Reply {
+  message: Message;
+  seq: number;
+}
+
+export interface ScanResult {
+  values: ItemValues;
+  /** Sequence number of the reply the values came from. */
+  seq: number;
+  /** How the service answered: GetItems, GetValue or Introspect. */
+  method: string;
+}
+
+export class VictronBus {
+  #seq = 0;
+  readonly #pending = new Map<number, PendingCall>();
+  readonly #sweeper: ReturnType<typeof setInterval>;
+
+  private constructor(
+    private readonly bus: MessageBus,
+    private readonly handlers: BusHandlers,
+    private readonly debug: (message: string) => void,
+  ) {
+    bus.on("message", (message: Message) => this.#receive(message));
+    // One sweep for every call's timeout: cheaper than a timer per call.
+    this.#sweeper = setInterval(() => this.#expireCalls(), 250);
+  }
+
+  /** Connects and subscribes to the signals, before anything is scanned. */
+  static async connect(
+    address: string,
+    handlers: BusHandlers,
+    debug: (message: string) => void,
+  ): Promise<VictronBus> {
+    // Over TCP there is no peer uid to check; the GX's daemon allows ANONYMOUS.
+    const authMethods = address.startsWith("tcp:") ? ["EXTERNAL", "ANONYMOUS"] : ["EXTERNAL"];
+    const bus = dbus.sessionBus({ busAddress: address, authMethods } as never);
+    await new Promise<void>((resolve, reject) => {
+      bus.once("connect", resolve);
+      bus.once("error", reject);
+    });
+    const victronBus = new VictronBus(bus, handlers, debug);
+    bus.on("error", (error: Error) => handlers.lost(error));
+    (bus as unknown as { _connection: NodeJS.EventEmitter })._connection.on(
+      "end",
+      () => handlers.lost(new Error("connection closed by the bus")),
+    );
+    for (const rule of MATCH_RULES) {
+      await victronBus.#call(DBUS, "/org/freedesktop/DBus", DBUS, "AddMatch", "s", [rule]);
+    }
+    return victronBus;
+  }
+
+  close(): void {
+    clearInterval(this.#sweeper);
+    this.bus.disconnect();
+  }
+
+  /** Every com.victronenergy.* service with its unique name. */
+  async listServices(): Promise<{ name: string; owner: string }[]> {
+    const reply = await this.#call(DBUS, "/org/freedesktop/DBus", DBUS, "ListNames");
+    const names = (reply.message.body[0] as string[]).filter((n) => n.startsWith(SERVICE_PREFIX));
+    const owners = await Promise.allSettled(
+      names.map((name) =>
+        this.#call(DBUS, "/org/freedesktop/DBus", DBUS, "GetNameOwner", "s", [name])
+      ),
+    );
+    return names.flatMap((name, i) => {
+      const owner = owners[i];
+      return owner.status === "fulfilled" ? [{ name, owner: owner.value.message.body[0] }] : [];
+    });
+  }
+
+  /** Every item of a service with its value. */
+  async scan(owner: string): Promise<ScanResult> {
+    try {
+      const reply = await this.#call(owner, "/", BUS_ITEM, "GetItems");
+      if (reply.message.signature !== "a{sa{sv}}") {
+        throw new CallError("Malformed", `GetItems returned '${reply.message.signature}'`);
+      }
+      const values: ItemValues = new Map();
+      for (const [path, item] of Object.entries(reply.message.body[0])) {
+        addValue(values, path, (item as Record<string, Variant>).Value);
+      }
+      return { values, seq: reply.seq, method: "GetItems" };
+    } catch (error) {
+      if (!isUnsupported(error)) throw error;
+      this.debug(`${owner}: GetItems: ${(error as Error).message}`);
+    }
+    try {
+      const reply = await this.#call(owner, "/", BUS_ITEM, "GetValue");
+      const root = reply.message.body[0] as Variant;
+      if (root.signature !== "a{sv}") {
+        throw new CallError("Malformed", `GetValue on / returned '${root.signature}'`);
+      }
+      const values: ItemValues = new Map();
+      for (const [path, value] of Object.entries(root.value as Record<string, Variant>)) {
+        addValue(values, path.startsWith("/") ? path : "/" + path, value);
+      }
+      return { values, seq: reply.seq, method: "GetValue" };
+    } catch (error) {
+      if (!isUnsupported(error)) throw error;
+      this.debug(`${owner}: GetValue on /: ${(error as Error).message}`);
+    }
+    const paths = await this.#introspectItems(owner, "/");
+    const values: ItemValues = new Map();
+    let seq = 0;
+    await Promise.all(paths.map(async (path) => {
+      const reply = await this.getValue(owner, path);
+      values.set(path, reply.json);
+      seq = Math.max(seq, reply.seq);
+    }));
+    return { values, seq, method: "Introspect" };
+  }
+
+  async getValue(owner: string, path: string): Promise<{ json: string; seq: number }> {
+    const reply = await this.#call(owner, path, BUS_ITEM, "GetValue");
+    return { json: variantToJson(reply.message.body[0]), seq: reply.seq };
+  }
+
+  /** SetValue; resolves to the service's answer (0 = accepted). */
+  async setValue(owner: string, path: string, value: Variant): Promise<number> {
+    const reply = await this.#call(owner, path, BUS_ITEM, "SetValue", "v", [value]);
+    return Number(reply.message.body[0]);
+  }
+
+  async #introspectItems(owner: string, path: string): Promise<string[]> {
+    const reply = await this.#call(
+      owner,
+      path,
+      "org.freedesktop.DBus.Introspectable",
+      "Introspect",
+    );
+    const xml = String(reply.message.body[0]);
+    const children = [...xml.matchAll(/<node\s+name="([^"/]+)"/g)].map((m) =>
+      (path === "/" ? "/" : path + "/") + m[1]
+    );
+    const own = path !== "/" && xml.includes(`"${BUS_ITEM}"`) ? [path] : [];
+    const nested = await Promise.all(children.map((c) => this.#introspectItems(owner, c)));
+    return own.concat(...nested);
+  }
+
+  #call(
+    destination: string,
+    path: string,
+    iface: string,
+    member: string,
+    signature = "",
+    body: unknown[] = [],
+  ): Promise<Reply> {
+    const message = new Message({ destination, path, interface: iface, member, signature, body });
+    message.serial = this.bus.newSerial();
+    this.debug(`call ${destination} ${path} ${member}`);
+    return new Promise((resolve, reject) => {
+      this.#pending.set(message.serial!, {
+        resolve,
+        reject,
+        deadline: Date.now() + CALL_TIMEOUT_MS,
+      });
+      this.bus.send(message);
+    });
+  }
+
+  #expireCalls(): void {
+    const now = Date.now();
+    for (const [serial, call] of this.#pending) {
+      if (call.deadline <= now) {
+        this.#pending.delete(serial);
+        call.reject(new CallError("Timeout", `no answer within ${CALL_TIMEOUT_MS / 1000} s`));
+      }
+    }
+  }
+
+  #receive(message: Message): void {
+    const seq = ++this.#seq;
+    if (message.type === MessageType.METHOD_RETURN || message.type === MessageType.ERROR) {
+      const call = this.#pending.get(Number(message.replySerial));
+      if (!call) return;
+      this.#pending.delete(Number(message.replySerial));
+      if (message.type === MessageType.ERROR) {
+        call.reject(new CallError(message.errorName, String(message.body[0] ?? message.errorName)));
+      } else {
+        call.resolve({ message, seq });
+      }
+      return;
+    }
+    if (message.type !== MessageType.SIGNAL) return;
+    try {
+      this.#signal(message, seq);
+    } catch (error) {
+      this.debug(`ignored malformed ${message.member} from ${message.sender}: ${error}`);
+    }
+  }
+
+  #signal(message: Message, seq: number): void {
+    const { member, body, sender } = message;
+    if (member === "NameOwnerChanged" && message.interface === DBUS) {
+      const [name, oldOwner, newOwner] = body as string[];
+      if (name.startsWith(SERVICE_PREFIX)) this.handlers.ownerChanged(name, oldOwner, newOwner);
+      return;
+    }
+    if (message.interface !== BUS_ITEM) return;
+    const values: ItemValues = new Map();
+    if (member === "PropertiesChanged" && message.signature === "a{sv}") {
+      addValue(values, message.path, (body[0] as Record<string, Variant>).Value);
+    } else if (member === "ItemsChanged" && message.signature === "a{sa{sv}}") {
+      for (
+        const [path, item] of Object.entries(body[0] as Record<string, Record<string, Variant>>)
+      ) {
+        addValue(values, path, item.Value);
+      }
+    }
+    if (values.size > 0) this.handlers.itemsChanged(sender, values, seq);
+  }
+}
+
+const MATCH_RULES = [
+  `type='signal',interface='${BUS_ITEM}',member='PropertiesChanged'`,
+  `type='signal',interface='${BUS_ITEM}',member='ItemsChanged'`,
+  `type='signal',sender='${DBUS}',interface='${DBUS}',member='NameOwnerChanged',arg0namespace='com.victronenergy'`,
+];
+
+function addValue(values: ItemValues, path: string, value: Variant | undefined): void {
+  if (value === undefined || !path.startsWith("/")) return;
+  values.set(path, variantToJson(value));
+}
+
+/** Errors that mean "this service is older, try the next way to scan it". */
+function isUnsupported(error: unknown): boolean {
+  return error instanceof CallError && error.errorName !== "Timeout" &&
+    !error.errorName.endsWith(".ServiceUnknown") && !error.errorName.endsWith(".NoReply") &&
+    !error.errorName.endsWith(".Disconnected");
+}

@@ -1,0 +1,276 @@
+/**
+ * dbus-mqtt: publishes the Victron D-Bus on MQTT and serves read, write and
+ * keep-alive requests. The story: options -> D-Bus and broker -> scan -> react
+ * to bus signals and MQTT requests until stopped.
+ */
+import process from "node:process";
+import { KeepAlive } from "./lib/keepalive.ts";
+import { createLogger, type Logger } from "./lib/log.ts";
+import { MqttLink } from "./lib/mqtt_link.ts";
+import { type Options, OptionsError, parseOptions } from "./lib/options.ts";
+import { discoverPortalId } from "./lib/portal_id.ts";
+import { BridgeState, type Item, type Service } from "./lib/state.ts";
+import { parseRequest, type Request, requestTopics, serialTopic } from "./lib/topics.ts";
+import { payload, writePayloadToVariant } from "./lib/values.ts";
+import { type ItemValues, VictronBus } from "./lib/victron_bus.ts";
+
+/** Requests larger than this are not parsed. */
+const MAX_PAYLOAD_BYTES = 64 * 1024;
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+export async function main(args: string[]): Promise<number> {
+  let options: Options | undefined;
+  try {
+    options = parseOptions(args, process.env, (text) => process.stdout.write(text));
+  } catch (error) {
+    if (!(error instanceof OptionsError)) throw error;
+    console.error(`dbus-mqtt: ${error.message} (see --help)`);
+    return 2;
+  }
+  if (!options) return 0;
+  const log = createLogger(options.logLevel);
+  const portalId = options.portalId ?? discoverPortalId(process.env);
+  if (!portalId) {
+    log.error("start", "no portal id: not a GX device and no eth0 MAC; pass --portal-id");
+    return 2;
+  }
+  return await bridge(options, portalId, log);
+}
+
+async function bridge(options: Options, portalId: string, log: Logger): Promise<number> {
+  const state = new BridgeState(portalId);
+  const keepAlive = new KeepAlive(options.keepAliveSeconds * 1000);
+  const serial = serialTopic(portalId);
+  let expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  let exit: (code: number) => void = () => {};
+  const stopped = new Promise<number>((resolve) => exit = resolve);
+
+  let bus: VictronBus;
+  try {
+    bus = await VictronBus.connect(options.dbusAddress, {
+      itemsChanged,
+      ownerChanged,
+      lost(error) {
+        log.error("dbus", `lost the bus (${error.message}); exiting so the supervisor restarts us`);
+        exit(1);
+      },
+    }, (message) => log.debug("dbus", message));
+  } catch (error) {
+    log.error("dbus", `cannot connect to ${options.dbusName}: ${(error as Error).message}`);
+    return 1;
+  }
+
+  const link = new MqttLink(options, `dbus-mqtt_${portalId}`, requestTopics(portalId), {
+    connected,
+    request,
+    problem: (message) => log.warn("mqtt", message),
+  });
+
+  const services = await bus.listServices();
+  await Promise.all(services.map(({ name, owner }) => scan(name, owner)));
+
+  const paths = [...state.services.values()].reduce((n, s) => n + s.items.size, 0);
+  log.info(
+    "start",
+    `bus ${options.dbusName}, broker ${options.mqttUrl}, portal id ${portalId}, ` +
+      `${state.services.size} services, ${paths} paths, keep-alive ` +
+      (keepAlive.intervalMs ? `${options.keepAliveSeconds} s` : "off (always publishing)"),
+  );
+
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => exit(0));
+  const code = await stopped;
+  bus.close();
+  await link.close();
+  return code;
+
+  // ------------------------------------------------------------ D-Bus side
+
+  async function scan(name: string, owner: string): Promise<void> {
+    const service = state.add(name, owner);
+    if (!service) return;
+    try {
+      const result = await bus.scan(owner);
+      if (state.services.get(name) !== service) return; // gone or replaced meanwhile
+      for (const [path, json] of result.values) state.set(service, path, json, result.seq);
+      const instance = await deviceInstance(service, result.values);
+      const previous = state.ready(service, instance);
+      if (previous) {
+        log.warn("scan", `${name} and ${previous.name} both claim ${service.type}/${instance}`);
+      }
+      log.debug("scan", `${name}: ${service.items.size} paths via ${result.method}`);
+      if (keepAlive.alive) { for (const item of service.items.values()) publishItem(item); }
+    } catch (error) {
+      if (state.services.get(name) === service) state.remove(name);
+      log.warn("scan", `${name}: not scanned: ${(error as Error).message}`);
+    }
+  }
+
+  async function deviceInstance(service: Service, values: ItemValues): Promise<number> {
+    let json = values.get("/DeviceInstance");
+    if (json === undefined) {
+      json = await bus.getValue(service.owner, "/DeviceInstance").then(
+        (reply) => reply.json,
+        () => "0", // services without /DeviceInstance are instance 0
+      );
+    }
+    const instance = Number(json);
+    return Number.isInteger(instance) && instance >= 0 ? instance : 0;
+  }
+
+  function itemsChanged(sender: string, values: ItemValues, seq: number): void {
+    const service = state.byOwner(sender);
+    if (!service) return;
+    for (const [path, json] of values) {
+      const item = state.set(service, path, json, seq);
+      if (item && service.instance !== undefined) publishItem(item);
+    }
+  }
+
+  function ownerChanged(name: string, oldOwner: string, newOwner: string): void {
+    if (oldOwner) {
+      const service = state.remove(name);
+      if (service) {
+        log.info("scan", `${name} left the bus`);
+        for (const item of service.items.values()) clearItem(item);
+      }
+    }
+    if (newOwner) {
+      log.info("scan", `${name} appeared`);
+      scan(name, newOwner);
+    }
+  }
+
+  // ------------------------------------------------------------- MQTT side
+
+  function connected(): void {
+    log.info("mqtt", `connected to ${options.mqttUrl}`);
+    link.publish(serial, payload(JSON.stringify(portalId)), true);
+    if (keepAlive.alive) publishAll();
+  }
+
+  function request(topic: string, body: Uint8Array, retained: boolean): void {
+    const req = parseRequest(topic, portalId);
+    if (typeof req === "string") {
+      log.warn("request", `${topic}: ${req}; ignored`);
+      return;
+    }
+    if (retained) {
+      log.warn("request", `${topic}: retained requests are replayed at every connect; ignored`);
+      return;
+    }
+    log.debug("request", topic);
+    if (keepAlive.request(Date.now())) {
+      log.info("keepalive", "request received: publishing");
+      publishAll();
+    }
+    armExpiry();
+    switch (req.kind) {
+      case "keepalive":
+        return;
+      case "read":
+        return void read(topic, req);
+      case "write":
+        return void write(topic, req, body);
+    }
+  }
+
+  function target(topic: string, req: Request & { kind: "read" | "write" }): Service | undefined {
+    const service = state.byDevice(req.type, req.instance);
+    if (!service) log.warn("request", `${topic}: no service ${req.type}/${req.instance}`);
+    return service;
+  }
+
+  async function read(topic: string, req: Request & { kind: "read" }): Promise<void> {
+    const service = target(topic, req);
+    if (!service) {
+      // Clients probe the Serial as a keep-alive; answer it even without a system service.
+      if (topicOfRequest(topic) === serial) {
+        link.publish(serial, payload(JSON.stringify(portalId)), true);
+      }
+      return;
+    }
+    if (!service.items.has(req.path)) {
+      log.warn("read", `${topic}: ${service.name} has no path ${req.path}`);
+      return;
+    }
+    try {
+      const reply = await bus.getValue(service.owner, req.path);
+      state.set(service, req.path, reply.json, reply.seq);
+      const item = service.items.get(req.path);
+      if (item) publishItem(item);
+    } catch (error) {
+      log.warn("read", `${topic}: ${(error as Error).message}`);
+    }
+  }
+
+  async function write(
+    topic: string,
+    req: Request & { kind: "write" },
+    body: Uint8Array,
+  ): Promise<void> {
+    const service = target(topic, req);
+    if (!service) return;
+    if (!service.items.has(req.path)) {
+      log.warn("write", `${topic}: ${service.name} has no path ${req.path}`);
+      return;
+    }
+    let value;
+    try {
+      if (body.length > MAX_PAYLOAD_BYTES) {
+        throw new Error(`payload over ${MAX_PAYLOAD_BYTES} bytes`);
+      }
+      value = writePayloadToVariant(utf8.decode(body));
+    } catch (error) {
+      log.warn("write", `${topic}: ${(error as Error).message}; not written`);
+      return;
+    }
+    try {
+      const result = await bus.setValue(service.owner, req.path, value);
+      if (result !== 0) {
+        log.warn(
+          "write",
+          `${topic}: ${service.name} refused the value (SetValue returned ${result})`,
+        );
+      }
+    } catch (error) {
+      log.warn("write", `${topic}: ${(error as Error).message}`);
+    }
+  }
+
+  // --------------------------------------------------------- keep-alive
+
+  function publishItem(item: Item): void {
+    if (!keepAlive.alive || !link.connected || !item.topic) return;
+    link.publish(item.topic, payload(item.json), true);
+    item.published = true;
+  }
+
+  function publishAll(): void {
+    for (const item of state.items()) publishItem(item);
+  }
+
+  function clearItem(item: Item): void {
+    if (!item.published || item.topic === serial) return;
+    link.publish(item.topic, "", true);
+    item.published = false;
+  }
+
+  function armExpiry(): void {
+    if (expiryTimer !== undefined || keepAlive.deadline === Infinity) return;
+    expiryTimer = setTimeout(() => {
+      expiryTimer = undefined;
+      if (keepAlive.expire(Date.now())) {
+        log.info("keepalive", "no request within the interval: clearing topics");
+        for (const item of state.items()) clearItem(item);
+      } else {
+        armExpiry();
+      }
+    }, Math.max(0, keepAlive.deadline - Date.now()));
+  }
+}
+
+function topicOfRequest(topic: string): string {
+  return "N" + topic.slice(1);
+}
+
+if (import.meta.main) process.exit(await main(process.argv.slice(2)));

@@ -1,0 +1,292 @@
+/**
+ * A simulated GX device: Victron services exported over a real D-Bus with
+ * the com.victronenergy.BusItem interface exactly as Victron's own services
+ * answer it (GetItems/ItemsChanged on "/", GetValue/GetText/SetValue and
+ * PropertiesChanged per item), plus older styles: a root that only answers
+ * GetValue, and one that only answers Introspect. Shared by tests, demo and
+ * benchmark; it can load the capture of a real GX.
+ *
+ *   deno run -A scripts/gx_sim.ts --dbus unix:path=/tmp/bus [--capture file.jsonl]
+ */
+import { Buffer } from "node:buffer";
+import { readFileSync } from "node:fs";
+import dbus from "dbus-next";
+import { parseTypedJson, toVariant, type TypedJson, type Variant } from "../lib/values.ts";
+
+const { Message, Variant: DbusVariant } = dbus;
+type Message = InstanceType<typeof Message>;
+type MessageBus = ReturnType<typeof dbus.sessionBus>;
+
+const BUS_ITEM = "com.victronenergy.BusItem";
+
+/** How the root object answers: Victron's services changed over the years. */
+export type RootStyle = "GetItems" | "GetValue" | "Introspect";
+
+export interface ServiceSpec {
+  name: string;
+  /** path -> value; numbers are int32 unless given as a Variant. */
+  items: Record<string, Variant | number | string | boolean | null>;
+  style?: RootStyle;
+  /** Paths whose SetValue answers 1 (refused), like Victron's read-only items. */
+  readOnly?: string[];
+}
+
+/** One simulated service: its own bus connection, as each GX service has. */
+export class SimService {
+  readonly items = new Map<string, Variant>();
+  readonly writes: { path: string; value: Variant }[] = [];
+  /** Methods that never answer, to simulate a hung service. */
+  readonly hang = new Set<string>();
+  /** Methods that make the service drop off the bus when called. */
+  readonly dieOn = new Set<string>();
+  readonly style: RootStyle;
+  readonly #readOnly: Set<string>;
+
+  private constructor(readonly name: string, readonly bus: MessageBus, spec: ServiceSpec) {
+    this.style = spec.style ?? "GetItems";
+    this.#readOnly = new Set(spec.readOnly ?? []);
+    for (const [path, value] of Object.entries(spec.items)) this.items.set(path, asVariant(value));
+    bus.addMethodHandler((message: Message) => this.#handle(message));
+  }
+
+  static async start(address: string, spec: ServiceSpec): Promise<SimService> {
+    const bus = dbus.sessionBus({ busAddress: address });
+    await new Promise<void>((resolve, reject) => {
+      bus.once("connect", resolve);
+      bus.once("error", reject);
+    });
+    const service = new SimService(spec.name, bus, spec);
+    await bus.requestName(spec.name, 0);
+    return service;
+  }
+
+  /** Changes one value and signals it with PropertiesChanged on its path. */
+  set(path: string, value: Variant | number | string | boolean | null): void {
+    const variant = asVariant(value);
+    this.items.set(path, variant);
+    this.bus.send(Message.newSignal(path, BUS_ITEM, "PropertiesChanged", "a{sv}", [{
+      Value: variant,
+      Text: new DbusVariant("s", textOf(variant)),
+    }]));
+  }
+
+  /** Changes several values and signals them in one ItemsChanged on "/". */
+  setMany(values: Record<string, Variant | number | string | boolean | null>): void {
+    const changes: Record<string, Record<string, Variant>> = {};
+    for (const [path, value] of Object.entries(values)) {
+      const variant = asVariant(value);
+      this.items.set(path, variant);
+      changes[path] = { Value: variant, Text: new DbusVariant("s", textOf(variant)) };
+    }
+    this.bus.send(Message.newSignal("/", BUS_ITEM, "ItemsChanged", "a{sa{sv}}", [changes]));
+  }
+
+  /** Leaves the bus, as a device that is switched off. */
+  stop(): void {
+    this.bus.disconnect();
+  }
+
+  #handle(message: Message): boolean {
+    const { member } = message;
+    if (this.dieOn.has(member)) {
+      this.stop();
+      return true;
+    }
+    if (this.hang.has(member)) return true;
+    const reply = this.#answer(message);
+    if (reply === undefined) return false;
+    this.bus.send(reply);
+    return true;
+  }
+
+  #answer(message: Message): Message | undefined {
+    const { path, member } = message;
+    if (member === "Introspect") {
+      return Message.newMethodReturn(message, "s", [this.#introspect(path)]);
+    }
+    if (message.interface && message.interface !== BUS_ITEM) return undefined;
+    if (path === "/") {
+      if (member === "GetItems" && this.style === "GetItems") {
+        const items: Record<string, Record<string, Variant>> = {};
+        for (const [p, v] of this.items) {
+          items[p] = { Value: v, Text: new DbusVariant("s", textOf(v)) };
+        }
+        return Message.newMethodReturn(message, "a{sa{sv}}", [items]);
+      }
+      if (member === "GetValue" && this.style !== "Introspect") {
+        const values: Record<string, Variant> = {};
+        for (const [p, v] of this.items) values[p.slice(1)] = v;
+        return Message.newMethodReturn(message, "v", [new DbusVariant("a{sv}", values)]);
+      }
+      return undefined;
+    }
+    const value = this.items.get(path);
+    if (value === undefined) {
+      return Message.newError(
+        message as never,
+        "org.freedesktop.DBus.Error.UnknownObject",
+        `no item ${path}`,
+      );
+    }
+    switch (member) {
+      case "GetValue":
+        return Message.newMethodReturn(message, "v", [value]);
+      case "GetText":
+        return Message.newMethodReturn(message, "s", [textOf(value)]);
+      case "SetValue": {
+        const written = message.body[0] as Variant;
+        this.writes.push({ path, value: written });
+        if (this.#readOnly.has(path)) return Message.newMethodReturn(message, "i", [1]);
+        this.set(path, written);
+        return Message.newMethodReturn(message, "i", [0]);
+      }
+    }
+    return undefined;
+  }
+
+  #introspect(path: string): string {
+    const prefix = path === "/" ? "/" : path + "/";
+    const children = new Set<string>();
+    for (const p of this.items.keys()) {
+      if (p.startsWith(prefix)) children.add(p.slice(prefix.length).split("/")[0]);
+    }
+    const isItem = this.items.has(path) || (path === "/" && this.style !== "Introspect");
+    return '<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN" ' +
+      '"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">\n<node>\n' +
+      '  <interface name="org.freedesktop.DBus.Introspectable">' +
+      '<method name="Introspect"><arg direction="out" type="s"/></method></interface>\n' +
+      (isItem ? `  <interface name="${BUS_ITEM}"><method name="GetValue"/></interface>\n` : "") +
+      [...children].map((c) => `  <node name="${c}"/>\n`).join("") + "</node>\n";
+  }
+}
+
+/** A whole simulated GX: several services on one bus. */
+export class GxSim {
+  readonly services = new Map<string, SimService>();
+
+  constructor(readonly address: string) {}
+
+  static async start(address: string, specs: ServiceSpec[]): Promise<GxSim> {
+    const sim = new GxSim(address);
+    await Promise.all(specs.map((spec) => sim.add(spec)));
+    return sim;
+  }
+
+  async add(spec: ServiceSpec): Promise<SimService> {
+    const service = await SimService.start(this.address, spec);
+    this.services.set(spec.name, service);
+    return service;
+  }
+
+  get(name: string): SimService {
+    const service = this.services.get(name);
+    if (!service) throw new Error(`no simulated service ${name}`);
+    return service;
+  }
+
+  remove(name: string): void {
+    this.get(name).stop();
+    this.services.delete(name);
+  }
+
+  stop(): void {
+    for (const service of this.services.values()) service.stop();
+    this.services.clear();
+  }
+}
+
+function asVariant(value: Variant | number | string | boolean | null): Variant {
+  if (value instanceof DbusVariant) return value;
+  if (typeof value === "number") {
+    return Number.isInteger(value) ? new DbusVariant("i", value) : new DbusVariant("d", value);
+  }
+  if (value === null) return new DbusVariant("ai", []);
+  return new DbusVariant(typeof value === "string" ? "s" : "b", value);
+}
+
+function textOf(value: Variant): string {
+  return Array.isArray(value.value) && value.value.length === 0 ? "---" : String(value.value);
+}
+
+// ------------------------------------------------------------ the capture
+
+/** The real GX capture beside the project: 22 services, 2,306 paths. */
+export const CAPTURE_FILE = new URL("../../shared/data/gx-dbus-capture.jsonl", import.meta.url);
+
+/** The services of a capture (`gx-dbus-capture.jsonl`), values typed as on the GX. */
+export function loadCapture(file: string | URL = CAPTURE_FILE): ServiceSpec[] {
+  const specs = new Map<string, ServiceSpec>();
+  for (const line of readFileSync(file, "utf8").split("\n")) {
+    if (!line.trim()) continue;
+    const row = parseTypedJson(line) as Record<string, TypedJson>;
+    const name = row.service as string;
+    let spec = specs.get(name);
+    if (!spec) specs.set(name, spec = { name, items: {} });
+    spec.items[row.path as string] = fromCapture(row.value);
+  }
+  return [...specs.values()];
+}
+
+/**
+ * Capture values are as the Signal K plugin's D-Bus library recorded them:
+ * an empty list is invalid, `{type: "Buffer"}` is `ay`, and a variant is
+ * `[[signature tree], [value]]`, with dicts as lists of [key, variant].
+ */
+function fromCapture(value: TypedJson): Variant {
+  if (Array.isArray(value)) {
+    if (value.length === 0) return new DbusVariant("ai", []);
+    if (value.every(isCaptureEntry)) return new DbusVariant("a{sv}", captureDict(value));
+    if (value.every((v) => Array.isArray(v) && v.every(isCaptureEntry))) {
+      return new DbusVariant("aa{sv}", value.map((d) => captureDict(d as TypedJson[])));
+    }
+    if (value.every(isCaptureVariant)) {
+      return new DbusVariant("av", value.map((v) => captureVariant(v as TypedJson[])));
+    }
+  }
+  if (
+    value !== null && typeof value === "object" && !Array.isArray(value) && value.type === "Buffer"
+  ) {
+    return new DbusVariant("ay", Buffer.from((value.data as bigint[]).map(Number)));
+  }
+  return toVariant(value);
+}
+
+function isCaptureVariant(v: TypedJson): boolean {
+  return Array.isArray(v) && v.length === 2 && Array.isArray(v[0]) && Array.isArray(v[1]) &&
+    v[1].length === 1;
+}
+
+function isCaptureEntry(v: TypedJson): boolean {
+  return Array.isArray(v) && v.length === 2 && typeof v[0] === "string" && isCaptureVariant(v[1]);
+}
+
+function captureDict(entries: TypedJson[]): Record<string, Variant> {
+  const dict: Record<string, Variant> = {};
+  for (const entry of entries) {
+    const [key, variant] = entry as [string, TypedJson[]];
+    dict[key] = captureVariant(variant);
+  }
+  return dict;
+}
+
+function captureVariant(variant: TypedJson[]): Variant {
+  const [signature, [value]] = variant as [TypedJson[], TypedJson[]];
+  const code = (signature[0] as Record<string, TypedJson>).type;
+  if (code === "d") return new DbusVariant("d", Number(value));
+  if (code === "i") return new DbusVariant("i", Number(value));
+  return fromCapture(value);
+}
+
+if (import.meta.main) {
+  const args = Deno.args;
+  const address = args[args.indexOf("--dbus") + 1];
+  if (!args.includes("--dbus") || !address) {
+    console.error("usage: gx_sim.ts --dbus <address> [--capture <file>]");
+    Deno.exit(2);
+  }
+  const capture = args.includes("--capture") ? args[args.indexOf("--capture") + 1] : undefined;
+  const specs = loadCapture(capture ?? CAPTURE_FILE);
+  await GxSim.start(address, specs);
+  const paths = specs.reduce((n, s) => n + Object.keys(s.items).length, 0);
+  console.error(`gx_sim: ${specs.length} services, ${paths} paths on ${address}`);
+}

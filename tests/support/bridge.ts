@@ -1,0 +1,69 @@
+/**
+ * The bridge as users run it: a separate process started with the `start`
+ * task's command line from deno.json, its log lines collected.
+ */
+export class BridgeProcess {
+  readonly lines: string[] = [];
+  readonly #process: Deno.ChildProcess;
+  readonly #done: Promise<void>;
+
+  constructor(args: string[]) {
+    this.#process = new Deno.Command(Deno.execPath(), {
+      args: [...startCommand(), ...args],
+      stdout: "piped",
+      stderr: "piped",
+      cwd: ROOT,
+    }).spawn();
+    this.#done = Promise.all([
+      this.#collect(this.#process.stdout),
+      this.#collect(this.#process.stderr),
+    ]).then(() => {});
+  }
+
+  get status(): Promise<Deno.CommandStatus> {
+    return this.#process.status;
+  }
+
+  /** Waits for a log line matching `pattern`, returns it. */
+  async waitForLine(pattern: RegExp, timeoutMs = 10_000): Promise<string> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const line = this.lines.find((l) => pattern.test(l));
+      if (line) return line;
+      if (Date.now() > end) {
+        throw new Error(`no log line ${pattern}; got:\n${this.lines.join("\n")}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  async stop(): Promise<Deno.CommandStatus> {
+    try {
+      this.#process.kill("SIGTERM");
+    } catch { /* already gone */ }
+    const status = await this.#process.status;
+    await this.#done;
+    return status;
+  }
+
+  async #collect(stream: ReadableStream<Uint8Array>): Promise<void> {
+    let rest = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop()!;
+      this.lines.push(...parts);
+      if (Deno.env.get("BRIDGE_LOG")) {
+        for (const part of parts) console.error(`  bridge| ${part}`);
+      }
+    }
+    if (rest) this.lines.push(rest);
+  }
+}
+
+export const ROOT = new URL("../..", import.meta.url).pathname;
+
+/** `deno run <permissions> main.ts` from the start task, without "deno". */
+function startCommand(): string[] {
+  const config = JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`));
+  return (config.tasks.start as string).split(/\s+/).slice(1);
+}

@@ -1,0 +1,98 @@
+/**
+ * A real MQTT broker for one test on a free loopback port: Mosquitto when it
+ * is installed (CI installs it), else an embedded aedes broker.
+ */
+import { createServer, type Server } from "node:net";
+
+export interface Broker {
+  kind: "mosquitto" | "aedes";
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+let announced = false;
+
+/** Starts a broker; `port` lets a test restart one on the same port. */
+export async function startBroker(port?: number): Promise<Broker> {
+  port ??= await freePort();
+  const broker = mosquittoPath() ? await startMosquitto(port) : await startAedes(port);
+  if (!announced) {
+    console.log(`MQTT broker for the tests: ${broker.kind}`);
+    announced = true;
+  }
+  return broker;
+}
+
+function mosquittoPath(): string | undefined {
+  for (const path of ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]) {
+    try {
+      Deno.statSync(path);
+      return path;
+    } catch { /* not here */ }
+  }
+  return undefined;
+}
+
+async function startMosquitto(port: number): Promise<Broker> {
+  const dir = await Deno.makeTempDir({ prefix: "dbus-mqtt-broker-" });
+  await Deno.writeTextFile(
+    `${dir}/mosquitto.conf`,
+    `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`,
+  );
+  const process = new Deno.Command(mosquittoPath()!, {
+    args: ["-c", `${dir}/mosquitto.conf`],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  await waitForPort(port);
+  return {
+    kind: "mosquitto",
+    url: `mqtt://127.0.0.1:${port}`,
+    port,
+    async stop() {
+      try {
+        process.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await process.status;
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+async function startAedes(port: number): Promise<Broker> {
+  const { Aedes } = await import("aedes");
+  const aedes = await Aedes.createBroker();
+  const server: Server = createServer(aedes.handle);
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  return {
+    kind: "aedes",
+    url: `mqtt://127.0.0.1:${port}`,
+    port,
+    async stop() {
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+async function waitForPort(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      const connection = await Deno.connect({ hostname: "127.0.0.1", port });
+      connection.close();
+      return;
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  throw new Error(`broker did not listen on ${port}`);
+}
