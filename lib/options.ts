@@ -59,9 +59,9 @@ function command() {
         "e.g. ws://venus.local:9001",
     )
     .option("-u, --mqtt-user <user>", "MQTT user name")
-    .addOption(
-      new Option("-P, --mqtt-password <password>", "MQTT password")
-        .env(PASSWORD_ENV),
+    .option(
+      "-P, --mqtt-password <password>",
+      `MQTT password; better from $${PASSWORD_ENV}, out of the process list`,
     )
     .option(
       "-c, --mqtt-certificate <file>",
@@ -118,7 +118,7 @@ export function parseOptions(
     dbusName: o.dbus === "system" || o.dbus === "session" ? `${o.dbus} bus ${dbus}` : dbus,
     mqttUrl: o.mqtt ? checkUrl(o.mqtt) : serverUrl(o.mqttServer, !!o.mqttCertificate),
     mqttUser: o.mqttUser,
-    mqttPassword: o.mqttPassword,
+    mqttPassword: o.mqttPassword ?? env[PASSWORD_ENV],
     mqttCaFile: o.mqttCertificate,
     keepAliveSeconds: o.keepAlive,
     portalId: o.portalId === undefined ? undefined : checkPortalId(o.portalId),

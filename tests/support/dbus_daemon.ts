@@ -37,7 +37,7 @@ export async function startDbusDaemon(): Promise<DbusDaemon> {
   const process = new Deno.Command("dbus-daemon", {
     args: [`--config-file=${config}`, "--nofork", "--print-address"],
     stdout: "piped",
-    stderr: "inherit",
+    stderr: "null",
   }).spawn();
   const reader = process.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let printed = "";

@@ -1,0 +1,103 @@
+/**
+ * One test's whole world: a private dbus-daemon, a broker, a simulated GX,
+ * the bridge as its own process, and an MQTT client subscribed to N/<id>/#.
+ */
+import { BridgeProcess } from "./bridge.ts";
+import { type Broker, startBroker } from "./broker.ts";
+import { type DbusDaemon, startDbusDaemon } from "./dbus_daemon.ts";
+import { TestClient } from "./mqtt_client.ts";
+import { GxSim, type ServiceSpec } from "../../scripts/gx_sim.ts";
+
+export const PORTAL_ID = "e0ff50a097c0";
+
+export interface GxOptions {
+  services: ServiceSpec[];
+  /** Extra bridge arguments, e.g. ["-k", "1"]. */
+  args?: string[];
+  /** Called after the sim is up and before the bridge starts. */
+  beforeBridge?: (sim: GxSim) => void | Promise<void>;
+  /** Use the bus's TCP address instead of its unix socket. */
+  tcp?: boolean;
+}
+
+export class Gx {
+  private constructor(
+    readonly bus: DbusDaemon,
+    readonly broker: Broker,
+    readonly sim: GxSim,
+    public bridge: BridgeProcess,
+    readonly client: TestClient,
+    readonly bridgeArgs: string[],
+  ) {}
+
+  static async start(options: GxOptions): Promise<Gx> {
+    const bus = await startDbusDaemon();
+    const broker = await startBroker();
+    const sim = await GxSim.start(bus.address, options.services);
+    await options.beforeBridge?.(sim);
+    const client = await TestClient.connect(broker.url, [`N/${PORTAL_ID}/#`]);
+    const args = [
+      "--dbus",
+      options.tcp ? bus.tcpAddress : bus.address,
+      "--mqtt",
+      broker.url,
+      "--portal-id",
+      PORTAL_ID,
+      ...(options.args ?? []),
+    ];
+    const bridge = new BridgeProcess(args);
+    const gx = new Gx(bus, broker, sim, bridge, client, args);
+    await bridge.waitForLine(/\[start\]/);
+    await client.waitFor("the Serial", () => client.topics.has(gx.topic("system", 0, "/Serial")));
+    return gx;
+  }
+
+  topic(type: string, instance: number, path: string): string {
+    return `N/${PORTAL_ID}/${type}/${instance}${path}`;
+  }
+
+  /** Sends a keep-alive and waits until `topic` holds a value. */
+  async wake(topic: string): Promise<void> {
+    await this.client.publish(`R/${PORTAL_ID}/keepalive`);
+    await this.client.waitFor(topic, () => this.client.topics.has(topic));
+  }
+
+  async read(type: string, instance: number, path: string): Promise<void> {
+    await this.client.publish(`R/${PORTAL_ID}/${type}/${instance}${path}`);
+  }
+
+  async write(type: string, instance: number, path: string, payload: string | Uint8Array) {
+    await this.client.publish(`W/${PORTAL_ID}/${type}/${instance}${path}`, payload);
+  }
+
+  /** Proves the bridge still serves: a read round trip through D-Bus. */
+  async assertServing(type: string, instance: number, path: string): Promise<void> {
+    const topic = this.topic(type, instance, path);
+    const before = this.client.log.length;
+    await this.read(type, instance, path);
+    await this.client.waitFor(
+      `an answer on ${topic}`,
+      () => this.client.log.slice(before).some((m) => m.topic === topic && m.payload !== ""),
+    );
+  }
+
+  async stop(): Promise<void> {
+    await this.client.close();
+    await this.bridge.stop();
+    this.sim.stop();
+    await this.broker.stop();
+    await this.bus.stop();
+  }
+}
+
+/** Runs `body` in a fresh Gx and always tears it down. */
+export async function withGx(options: GxOptions, body: (gx: Gx) => Promise<void>): Promise<void> {
+  const gx = await Gx.start(options);
+  try {
+    await body(gx);
+  } finally {
+    await gx.stop();
+  }
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

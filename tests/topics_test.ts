@@ -1,0 +1,65 @@
+import { deepStrictEqual, strictEqual } from "node:assert";
+import {
+  isBlocked,
+  isMasked,
+  notificationTopic,
+  parseRequest,
+  serviceType,
+} from "../lib/topics.ts";
+
+const ID = "e0ff50a097c0";
+
+Deno.test("service type is the third part of the bus name", () => {
+  strictEqual(serviceType("com.victronenergy.pvinverter.cgwacs_ttyUSB0_mb1"), "pvinverter");
+  strictEqual(serviceType("com.victronenergy.settings"), "settings");
+  strictEqual(serviceType("org.freedesktop.DBus"), undefined);
+  strictEqual(serviceType("com.victronenergy."), undefined);
+});
+
+Deno.test("notification topics follow N/<id>/<type>/<instance>/<path>", () => {
+  strictEqual(notificationTopic(ID, "pvinverter", 20, "/Ac/Power"), `N/${ID}/pvinverter/20/Ac/Power`);
+});
+
+Deno.test("read, write and keep-alive requests parse", () => {
+  deepStrictEqual(parseRequest(`R/${ID}/pvinverter/20/Ac/Power`, ID), {
+    kind: "read",
+    type: "pvinverter",
+    instance: 20,
+    path: "/Ac/Power",
+  });
+  deepStrictEqual(parseRequest(`W/${ID}/vebus/257/Hub4/L1/AcPowerSetpoint`, ID), {
+    kind: "write",
+    type: "vebus",
+    instance: 257,
+    path: "/Hub4/L1/AcPowerSetpoint",
+  });
+  deepStrictEqual(parseRequest(`R/${ID}/keepalive`, ID), { kind: "keepalive" });
+});
+
+Deno.test("malformed requests come back as a reason", () => {
+  const bad = [
+    `N/${ID}/system/0/Serial`,
+    `R/other/system/0/Serial`,
+    `R/${ID}/system/+/Serial`,
+    `R/${ID}/#`,
+    `R/${ID}/system/0`,
+    `R/${ID}/system/x/Serial`,
+    `R/${ID}/system/-1/Serial`,
+    `R/${ID}/system/99999999999/Serial`,
+    `R/${ID}/system/0/Dc//Power`,
+    `R/${ID}/system/0/Dc/`,
+    `R/${ID}//0/Serial`,
+    `W/${ID}/keepalive`,
+    "",
+  ];
+  for (const topic of bad) strictEqual(typeof parseRequest(topic, ID), "string", topic);
+});
+
+Deno.test("internal items are blocked, secrets masked", () => {
+  strictEqual(isBlocked("vebus", "/Interfaces/Mk2/Tunnel"), true);
+  strictEqual(isBlocked("paygo", "/LVD/Threshold"), true);
+  strictEqual(isBlocked("vebus", "/Ac/Power"), false);
+  strictEqual(isMasked("settings", "/Settings/Ble/Service/Pincode"), true);
+  strictEqual(isMasked("settings", "/Settings/Services/AccessPointPassword"), true);
+  strictEqual(isMasked("system", "/Settings/Ble/Service/Pincode"), false);
+});

@@ -1,0 +1,113 @@
+import { deepStrictEqual, strictEqual, throws } from "node:assert";
+import { Buffer } from "node:buffer";
+import dbus from "dbus-next";
+import {
+  formatDouble,
+  parseTypedJson,
+  payload,
+  toVariant,
+  variantToJson,
+  writePayloadToVariant,
+} from "../lib/values.ts";
+
+const { Variant } = dbus;
+const json = (signature: string, value: unknown) => variantToJson(new Variant(signature, value));
+
+Deno.test("doubles keep .0 when whole and read back exactly otherwise", () => {
+  strictEqual(formatDouble(0), "0.0");
+  strictEqual(formatDouble(12), "12.0");
+  strictEqual(formatDouble(-200), "-200.0");
+  strictEqual(formatDouble(20.43000030517578), "20.43000030517578");
+  strictEqual(formatDouble(1e21), "1e+21");
+  strictEqual(formatDouble(NaN), "null");
+  strictEqual(json("d", 12), "12.0");
+});
+
+Deno.test("integers of every width stay integers, 64-bit ones exact", () => {
+  strictEqual(json("i", -200), "-200");
+  strictEqual(json("u", 4294967295), "4294967295");
+  strictEqual(json("y", 255), "255");
+  strictEqual(json("n", -5), "-5");
+  strictEqual(json("x", 9007199254740993n), "9007199254740993");
+  strictEqual(json("t", 18446744073709551615n), "18446744073709551615");
+});
+
+Deno.test("strings, booleans, arrays, dicts, structs and nested variants", () => {
+  strictEqual(json("s", 'say "hi"\n'), '"say \\"hi\\"\\n"');
+  strictEqual(json("b", true), "true");
+  strictEqual(json("ad", [1, 2.5]), "[1.0,2.5]");
+  strictEqual(json("as", []), "[]");
+  strictEqual(json("ay", Buffer.from([1, 2, 255])), "[1,2,255]");
+  strictEqual(
+    json("a{sv}", { a: new Variant("i", 1), b: new Variant("s", "x") }),
+    '{"a":1,"b":"x"}',
+  );
+  strictEqual(json("a{is}", { 3: "three" }), '{"3":"three"}');
+  strictEqual(json("(isd)", [1, "a", 2]), '[1,"a",2.0]');
+  strictEqual(json("av", [new Variant("d", 3), new Variant("as", ["q"])]), '[3.0,["q"]]');
+  strictEqual(
+    json("aa{sv}", [{ soc: new Variant("d", 58.2) }]),
+    '[{"soc":58.2}]',
+  );
+});
+
+Deno.test("an empty array of integers is Victron's invalid value: null", () => {
+  strictEqual(json("ai", []), "null");
+  strictEqual(json("au", []), "null");
+  strictEqual(json("ay", Buffer.from([])), "null");
+  strictEqual(json("v", new Variant("ai", [])), "null");
+  strictEqual(payload("null"), '{"value": null}');
+});
+
+Deno.test("typed JSON keeps integer and float literals apart", () => {
+  deepStrictEqual(parseTypedJson("-200"), -200n);
+  deepStrictEqual(parseTypedJson("-200.0"), -200);
+  deepStrictEqual(parseTypedJson("2e3"), 2000);
+  deepStrictEqual(parseTypedJson('{"value": [1, 1.5, "a", true, null]}'), {
+    __proto__: null,
+    value: [1n, 1.5, "a", true, null],
+  });
+  const proto = parseTypedJson('{"__proto__": 1}') as Record<string, unknown>;
+  strictEqual(Object.getPrototypeOf(proto), null);
+  strictEqual(proto["__proto__"], 1n);
+});
+
+Deno.test("typed JSON rejects garbage, trailing text and deep nesting", () => {
+  for (const bad of ["", "{", "[1,]", "01", "1.", "tru", '{"a" 1}', "1 2", "'x'", "NaN"]) {
+    throws(() => parseTypedJson(bad), SyntaxError, bad);
+  }
+  throws(() => parseTypedJson("[".repeat(100) + "]".repeat(100)), /nested too deeply/);
+});
+
+Deno.test("write payloads get the types the original bridge chose", () => {
+  const types = (text: string) => {
+    const v = writePayloadToVariant(`{"value": ${text}}`);
+    return [v.signature, v.value];
+  };
+  deepStrictEqual(types("-200"), ["i", -200]);
+  deepStrictEqual(types("-200.0"), ["d", -200]);
+  deepStrictEqual(types("2147483648"), ["x", 2147483648n]);
+  deepStrictEqual(types("18446744073709551615"), ["t", 18446744073709551615n]);
+  deepStrictEqual(types('"abc"'), ["s", "abc"]);
+  deepStrictEqual(types("false"), ["b", false]);
+  deepStrictEqual(types("null"), ["ai", []]);
+  deepStrictEqual(types("[]"), ["au", []]);
+  const list = writePayloadToVariant('{"value": [1, 2.0]}');
+  strictEqual(list.signature, "av");
+  deepStrictEqual((list.value as { signature: string }[]).map((v) => v.signature), ["i", "d"]);
+  const dict = writePayloadToVariant('{"value": {"a": "b"}}');
+  strictEqual(dict.signature, "a{sv}");
+  strictEqual((dict.value as Record<string, { signature: string }>).a.signature, "s");
+});
+
+Deno.test("write payloads without a value are refused with a reason", () => {
+  for (const bad of ["5", "[]", "null", '{"val": 1}', "garbage"]) {
+    throws(() => writePayloadToVariant(bad), SyntaxError, bad);
+  }
+});
+
+Deno.test("JSON -> D-Bus -> JSON round trip keeps the literal's kind", () => {
+  for (const literal of ["-200", "-200.0", "12.5", '"x"', "true", "[1,2.0]", '{"a":1}']) {
+    strictEqual(variantToJson(toVariant(parseTypedJson(literal))), literal);
+  }
+});
