@@ -10,7 +10,7 @@ import { MqttLink } from "./lib/mqtt_link.ts";
 import { type Options, OptionsError, parseOptions } from "./lib/options.ts";
 import { discoverPortalId } from "./lib/portal_id.ts";
 import { BridgeState, type Item, type Service } from "./lib/state.ts";
-import { parseRequest, type Request, requestTopics, serialTopic } from "./lib/topics.ts";
+import { type ItemRequest, parseRequest, requestTopics, serialTopic } from "./lib/topics.ts";
 import { payload, writePayloadToVariant } from "./lib/values.ts";
 import { type ItemValues, VictronBus } from "./lib/victron_bus.ts";
 
@@ -174,13 +174,13 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     }
   }
 
-  function target(topic: string, req: Request & { kind: "read" | "write" }): Service | undefined {
+  function target(topic: string, req: ItemRequest): Service | undefined {
     const service = state.byDevice(req.type, req.instance);
     if (!service) log.warn("request", `${topic}: no service ${req.type}/${req.instance}`);
     return service;
   }
 
-  async function read(topic: string, req: Request & { kind: "read" }): Promise<void> {
+  async function read(topic: string, req: ItemRequest): Promise<void> {
     const service = target(topic, req);
     if (!service) {
       // Clients probe the Serial as a keep-alive; answer it even without a system service.
@@ -205,7 +205,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
 
   async function write(
     topic: string,
-    req: Request & { kind: "write" },
+    req: ItemRequest,
     body: Uint8Array,
   ): Promise<void> {
     const service = target(topic, req);

@@ -31,9 +31,13 @@ export function requestTopics(portalId: string): string[] {
 }
 
 /** A request from an MQTT client, as its topic says. */
-export type Request =
-  | { kind: "read" | "write"; type: string; instance: number; path: string }
-  | { kind: "keepalive" };
+export interface ItemRequest {
+  kind: "read" | "write";
+  type: string;
+  instance: number;
+  path: string;
+}
+export type Request = ItemRequest | { kind: "keepalive" };
 
 const INSTANCE = /^(0|[1-9][0-9]{0,9})$/;
 

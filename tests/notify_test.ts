@@ -49,7 +49,10 @@ Deno.test("values keep their JSON type; invalid is null; internal items never go
 Deno.test("Serial from the start, quiet until a request, cleared on expiry, woken again", async () => {
   await withGx({
     args: ["-k", "1"],
-    services: [{ name: "com.victronenergy.pvinverter.pv0", items: { "/DeviceInstance": 20, "/Ac/Power": 936 } }],
+    services: [{
+      name: "com.victronenergy.pvinverter.pv0",
+      items: { "/DeviceInstance": 20, "/Ac/Power": 936 },
+    }],
   }, async (gx) => {
     const serial = gx.topic("system", 0, "/Serial");
     const power = gx.topic("pvinverter", 20, "/Ac/Power");
@@ -82,7 +85,10 @@ Deno.test("Serial from the start, quiet until a request, cleared on expiry, woke
 Deno.test("a request keeps it alive past the interval", async () => {
   await withGx({
     args: ["-k", "1"],
-    services: [{ name: "com.victronenergy.pvinverter.pv0", items: { "/DeviceInstance": 20, "/Ac/Power": 1 } }],
+    services: [{
+      name: "com.victronenergy.pvinverter.pv0",
+      items: { "/DeviceInstance": 20, "/Ac/Power": 1 },
+    }],
   }, async (gx) => {
     const power = gx.topic("pvinverter", 20, "/Ac/Power");
     await gx.wake(power);
@@ -97,7 +103,10 @@ Deno.test("a request keeps it alive past the interval", async () => {
 Deno.test("-k 0 publishes from the start and never clears", async () => {
   await withGx({
     args: ["-k", "0"],
-    services: [{ name: "com.victronenergy.pvinverter.pv0", items: { "/DeviceInstance": 20, "/Ac/Power": 7 } }],
+    services: [{
+      name: "com.victronenergy.pvinverter.pv0",
+      items: { "/DeviceInstance": 20, "/Ac/Power": 7 },
+    }],
   }, async (gx) => {
     const power = gx.topic("pvinverter", 20, "/Ac/Power");
     await gx.client.waitFor("values without any request", () => gx.client.value(power) === 7);

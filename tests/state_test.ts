@@ -21,8 +21,14 @@ Deno.test("blocked items are never stored, secrets are masked unless invalid", (
   strictEqual(state.set(vebus, "/Interfaces/Mk2/Tunnel", "1", 1), undefined);
   strictEqual(vebus.items.size, 0);
   const settings = state.add("com.victronenergy.settings", ":1.7")!;
-  strictEqual(state.set(settings, "/Settings/Ble/Service/Pincode", '"123456"', 1)?.json, '"******"');
-  strictEqual(state.set(settings, "/Settings/Services/AccessPointPassword", "null", 1)?.json, "null");
+  strictEqual(
+    state.set(settings, "/Settings/Ble/Service/Pincode", '"123456"', 1)?.json,
+    '"******"',
+  );
+  strictEqual(
+    state.set(settings, "/Settings/Services/AccessPointPassword", "null", 1)?.json,
+    "null",
+  );
 });
 
 Deno.test("a second service on the same type/instance is reported; removal frees the indexes", () => {

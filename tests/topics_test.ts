@@ -17,7 +17,10 @@ Deno.test("service type is the third part of the bus name", () => {
 });
 
 Deno.test("notification topics follow N/<id>/<type>/<instance>/<path>", () => {
-  strictEqual(notificationTopic(ID, "pvinverter", 20, "/Ac/Power"), `N/${ID}/pvinverter/20/Ac/Power`);
+  strictEqual(
+    notificationTopic(ID, "pvinverter", 20, "/Ac/Power"),
+    `N/${ID}/pvinverter/20/Ac/Power`,
+  );
 });
 
 Deno.test("read, write and keep-alive requests parse", () => {

@@ -18,6 +18,8 @@ export interface GxOptions {
   beforeBridge?: (sim: GxSim) => void | Promise<void>;
   /** Use the bus's TCP address instead of its unix socket. */
   tcp?: boolean;
+  /** Wait for the startup line, i.e. the end of the first scan (default true). */
+  waitForScan?: boolean;
 }
 
 export class Gx {
@@ -47,7 +49,7 @@ export class Gx {
     ];
     const bridge = new BridgeProcess(args);
     const gx = new Gx(bus, broker, sim, bridge, client, args);
-    await bridge.waitForLine(/\[start\]/);
+    if (options.waitForScan ?? true) await bridge.waitForLine(/\[start\]/);
     await client.waitFor("the Serial", () => client.topics.has(gx.topic("system", 0, "/Serial")));
     return gx;
   }

@@ -1,0 +1,85 @@
+/** Integration: the broker restarting, the bus going away, the command line. */
+import { strictEqual } from "node:assert";
+import dbus from "dbus-next";
+import { startBroker } from "./support/broker.ts";
+import { BridgeProcess } from "./support/bridge.ts";
+import { PORTAL_ID, sleep, withGx } from "./support/gx.ts";
+
+const { Variant } = dbus;
+
+Deno.test("after a broker restart the bridge reconnects, resubscribes and republishes", async () => {
+  await withGx({
+    services: [{
+      name: "com.victronenergy.pvinverter.pv0",
+      items: { "/DeviceInstance": 20, "/Ac/Power": 936 },
+    }],
+  }, async (gx) => {
+    const power = gx.topic("pvinverter", 20, "/Ac/Power");
+    const serial = gx.topic("system", 0, "/Serial");
+    await gx.wake(power);
+    await gx.broker.stop();
+    await sleep(300);
+    // deno-lint-ignore no-explicit-any
+    (gx as any).broker = await startBroker(gx.broker.port); // same port, empty store
+    gx.client.topics.clear();
+    await gx.client.waitFor(
+      "the Serial again",
+      () => gx.client.value(serial) === PORTAL_ID,
+      10_000,
+    );
+    await gx.client.waitFor("the values again (still alive)", () => gx.client.value(power) === 936);
+    // Subscribed again: requests work.
+    gx.sim.get("com.victronenergy.pvinverter.pv0").items.set("/Ac/Power", new Variant("i", 20));
+    await gx.read("pvinverter", 20, "/Ac/Power");
+    await gx.client.waitFor("a read answered", () => gx.client.value(power) === 20);
+  });
+});
+
+Deno.test("losing the D-Bus connection exits non-zero for the supervisor", async () => {
+  await withGx({
+    services: [{ name: "com.victronenergy.pvinverter.pv0", items: { "/DeviceInstance": 20 } }],
+  }, async (gx) => {
+    await gx.bus.stop();
+    const status = await gx.bridge.status;
+    strictEqual(status.code, 1);
+    await gx.bridge.waitForLine(/ERROR \[dbus\] lost the bus/);
+  });
+});
+
+Deno.test("invalid options: one line on stderr, exit code 2; --help and --version exit 0", async () => {
+  for (
+    const args of [["--nope"], ["-k", "soon"], ["--dbus", "abstract:x"], ["--mqtt", "http://x"]]
+  ) {
+    const bridge = new BridgeProcess(args);
+    const status = await bridge.status;
+    await bridge.stop();
+    strictEqual(status.code, 2, args.join(" "));
+    strictEqual(bridge.lines.filter((l) => l.trim()).length, 1, bridge.lines.join("\n"));
+  }
+  const help = new BridgeProcess(["--help"]);
+  strictEqual((await help.status).code, 0);
+  await help.stop();
+  for (
+    const option of [
+      "--dbus",
+      "--mqtt-server",
+      "--mqtt ",
+      "--keep-alive",
+      "--portal-id",
+      "(default: 60)",
+    ]
+  ) {
+    strictEqual(help.lines.some((l) => l.includes(option)), true, option);
+  }
+  const version = new BridgeProcess(["--version"]);
+  strictEqual((await version.status).code, 0);
+  await version.stop();
+  strictEqual(/^\d+\.\d+\.\d+$/.test(version.lines[0]), true);
+});
+
+Deno.test("an unreachable bus is a clear error, exit code 1", async () => {
+  const bridge = new BridgeProcess(["--dbus", "unix:path=/nonexistent/bus", "--portal-id", "x"]);
+  strictEqual((await bridge.status).code, 1);
+  await bridge.stop();
+  await bridge.waitForLine(/ERROR \[dbus\] cannot connect to unix:path=\/nonexistent\/bus/);
+});
