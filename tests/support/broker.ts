@@ -26,7 +26,7 @@ export async function startBroker(port?: number): Promise<Broker> {
   port ??= await freePort();
   const broker = mosquittoPath() ? await startMosquitto(port) : await startAedes(port);
   if (!announced) {
-    console.log(`MQTT broker for the tests: ${broker.kind}`);
+    console.log(`MQTT broker: ${broker.kind}`);
     announced = true;
   }
   return broker;
