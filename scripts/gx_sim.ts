@@ -210,8 +210,8 @@ function textOf(value: Variant): string {
 
 // ------------------------------------------------------------ the capture
 
-/** The real GX capture beside the project: 22 services, 2,306 paths. */
-export const CAPTURE_FILE = new URL("../../shared/data/gx-dbus-capture.jsonl", import.meta.url);
+/** The capture of a real GX (see data/README.md): 22 services, 2,306 paths. */
+export const CAPTURE_FILE = new URL("../data/gx-dbus-capture.jsonl", import.meta.url);
 
 /** The services of a capture (`gx-dbus-capture.jsonl`), values typed as on the GX. */
 export function loadCapture(file: string | URL = CAPTURE_FILE): ServiceSpec[] {
