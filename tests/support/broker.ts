@@ -21,10 +21,14 @@ export async function freePort(): Promise<number> {
 
 let announced = false;
 
-/** Starts a broker; `port` lets a test restart one on the same port. */
+/**
+ * Starts a broker; `port` lets a test restart one on the same port.
+ * DBUS_MQTT_TEST_BROKER=aedes picks the embedded one even where Mosquitto is.
+ */
 export async function startBroker(port?: number): Promise<Broker> {
   port ??= await freePort();
-  const broker = mosquittoPath() ? await startMosquitto(port) : await startAedes(port);
+  const useMosquitto = mosquittoPath() && Deno.env.get("DBUS_MQTT_TEST_BROKER") !== "aedes";
+  const broker = useMosquitto ? await startMosquitto(port) : await startAedes(port);
   if (!announced) {
     console.log(`MQTT broker: ${broker.kind}`);
     announced = true;
