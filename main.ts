@@ -93,6 +93,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
       if (state.services.get(name) !== service) return; // gone or replaced meanwhile
       for (const [path, json] of result.values) state.set(service, path, json, result.seq);
       const instance = await deviceInstance(service, result.values);
+      if (state.services.get(name) !== service) return;
       const previous = state.ready(service, instance);
       if (previous) {
         log.warn("scan", `${name} and ${previous.name} both claim ${service.type}/${instance}`);
