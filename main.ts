@@ -4,18 +4,29 @@
  * to bus signals and MQTT requests until stopped.
  */
 import process from "node:process";
-import { KeepAlive } from "./lib/keepalive.ts";
+import { KeepAlive, parseKeepAliveOptions, RepublishLimiter } from "./lib/keepalive.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { MqttLink } from "./lib/mqtt_link.ts";
 import { type Options, OptionsError, parseOptions } from "./lib/options.ts";
 import { discoverPortalId } from "./lib/portal_id.ts";
 import { BridgeState, type Item, type Service } from "./lib/state.ts";
-import { type ItemRequest, parseRequest, requestTopics, serialTopic } from "./lib/topics.ts";
+import {
+  fullPublishCompletedTopic,
+  heartbeatTopic,
+  isKeepAliveRequest,
+  type ItemRequest,
+  parseRequest,
+  requestTopics,
+  serialTopic,
+} from "./lib/topics.ts";
 import { payload, writePayloadToVariant } from "./lib/values.ts";
 import { type ItemValues, VictronBus } from "./lib/victron_bus.ts";
 
 /** Requests larger than this are not parsed. */
 const MAX_PAYLOAD_BYTES = 64 * 1024;
+const HEARTBEAT_MS = 3000;
+/** Echo tokens waiting for a rate-limited republish; more are dropped. */
+const MAX_PENDING_ECHOES = 100;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
 export async function main(args: string[]): Promise<number> {
@@ -42,6 +53,11 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
   const keepAlive = new KeepAlive(options.keepAliveSeconds * 1000);
   const serial = serialTopic(portalId);
   let expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  let heartbeatTimer: ReturnType<typeof setInterval> | undefined;
+  const republishLimiter = new RepublishLimiter();
+  /** A full republish is owed; the echoes to send after it ("" = none asked). */
+  const pendingEchoes = new Set<string>();
+  let republishTimer: ReturnType<typeof setTimeout> | undefined;
   let exit: (code: number) => void = () => {};
   const stopped = new Promise<number>((resolve) => exit = resolve);
 
@@ -77,8 +93,12 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
       (keepAlive.intervalMs ? `${options.keepAliveSeconds} s` : "off (always publishing)"),
   );
 
+  if (keepAlive.alive) startHeartbeat();
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => exit(0));
   const code = await stopped;
+  clearInterval(heartbeatTimer);
+  clearTimeout(republishTimer);
+  clearTimeout(expiryTimer);
   bus.close();
   await link.close();
   return code;
@@ -160,15 +180,25 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
       return;
     }
     log.debug("request", topic);
-    if (keepAlive.request(Date.now())) {
+    const woke = keepAlive.request(Date.now());
+    if (woke) {
       log.info("keepalive", "request received: publishing");
-      publishAll();
+      startHeartbeat();
     }
     armExpiry();
+    if (isKeepAliveRequest(req)) {
+      const asked = parseKeepAliveOptions(
+        new TextDecoder().decode(body.subarray(0, MAX_PAYLOAD_BYTES)),
+      );
+      if (woke || asked.republish) fullPublish(asked.echo);
+    } else if (woke) {
+      fullPublish(undefined);
+    }
     switch (req.kind) {
       case "keepalive":
         return;
       case "read":
+        if (isKeepAliveRequest(req) && !state.byDevice("system", 0)) return;
         return void read(topic, req);
       case "write":
         return void write(topic, req, body);
@@ -183,13 +213,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
 
   async function read(topic: string, req: ItemRequest): Promise<void> {
     const service = target(topic, req);
-    if (!service) {
-      // Clients probe the Serial as a keep-alive; answer it even without a system service.
-      if (topicOfRequest(topic) === serial) {
-        link.publish(serial, payload(JSON.stringify(portalId)), true);
-      }
-      return;
-    }
+    if (!service) return;
     if (!service.items.has(req.path)) {
       log.warn("read", `${topic}: ${service.name} has no path ${req.path}`);
       return;
@@ -250,6 +274,44 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     for (const item of state.items()) publishItem(item);
   }
 
+  /**
+   * Every value, then full_publish_completed (with each echo asked for), so
+   * clients know their picture is complete. Rate-limited: a republish over
+   * the limit happens when the next token comes, for every echo owed.
+   */
+  function fullPublish(echo: string | undefined): void {
+    if (pendingEchoes.size < MAX_PENDING_ECHOES) pendingEchoes.add(echo ?? "");
+    if (republishTimer !== undefined) return;
+    if (!republishLimiter.take(Date.now())) {
+      republishTimer = setTimeout(() => {
+        republishTimer = undefined;
+        fullPublish(undefined);
+      }, Math.max(0, republishLimiter.nextAt() - Date.now()));
+      return;
+    }
+    publishAll();
+    const now = Math.floor(Date.now() / 1000);
+    const echoes = [...pendingEchoes].filter((e) => e !== "");
+    pendingEchoes.clear();
+    for (const e of echoes.length ? echoes : [undefined]) {
+      const extra = e === undefined ? "" : `, "full-publish-completed-echo": ${JSON.stringify(e)}`;
+      link.publish(fullPublishCompletedTopic(portalId), `{"value": ${now}${extra}}`, false, false);
+    }
+  }
+
+  function startHeartbeat(): void {
+    clearInterval(heartbeatTimer);
+    const beat = () =>
+      link.publish(
+        heartbeatTopic(portalId),
+        payload(String(Math.floor(Date.now() / 1000))),
+        false,
+        false,
+      );
+    beat();
+    heartbeatTimer = setInterval(beat, HEARTBEAT_MS);
+  }
+
   function clearItem(item: Item): void {
     if (!item.published || item.topic === serial) return;
     link.publish(item.topic, "", true);
@@ -262,16 +324,13 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
       expiryTimer = undefined;
       if (keepAlive.expire(Date.now())) {
         log.info("keepalive", "no request within the interval: clearing topics");
+        clearInterval(heartbeatTimer);
         for (const item of state.items()) clearItem(item);
       } else {
         armExpiry();
       }
     }, Math.max(0, keepAlive.deadline - Date.now()));
   }
-}
-
-function topicOfRequest(topic: string): string {
-  return "N" + topic.slice(1);
 }
 
 if (import.meta.main) process.exit(await main(process.argv.slice(2)));

@@ -35,3 +35,61 @@ export class KeepAlive {
     return true;
   }
 }
+
+/** What a keep-alive request (`R/<id>/keepalive`, `R/<id>/system/0/Serial`) asks for. */
+export interface KeepAliveOptions {
+  republish: boolean;
+  /** Token to echo in full_publish_completed. */
+  echo?: string;
+}
+
+/**
+ * Reads `{"keepalive-options": ["suppress-republish", {"full-publish-completed-echo": "x"}]}`.
+ * Anything else, garbage included, is a plain keep-alive with a republish.
+ */
+export function parseKeepAliveOptions(payload: string): KeepAliveOptions {
+  const options: KeepAliveOptions = { republish: true };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(payload);
+  } catch {
+    return options;
+  }
+  const list = (parsed as Record<string, unknown> | null)?.["keepalive-options"];
+  if (!Array.isArray(list)) return options;
+  for (const option of list) {
+    if (option === "suppress-republish") options.republish = false;
+    const echo = (option as Record<string, unknown> | null)?.["full-publish-completed-echo"];
+    if (typeof echo === "string") options.echo = echo;
+  }
+  return options;
+}
+
+/**
+ * Full republishes allowed per second (a bucket refilled every second), so a
+ * storm of keep-alives cannot take the device down.
+ */
+export class RepublishLimiter {
+  #tokens: number;
+  #refilledAt = -Infinity;
+
+  constructor(readonly perSecond = 3) {
+    this.#tokens = perSecond;
+  }
+
+  /** Takes a token if one is left; returns false when over the limit. */
+  take(now: number): boolean {
+    if (now - this.#refilledAt >= 1000) {
+      this.#tokens = this.perSecond;
+      this.#refilledAt = now;
+    }
+    if (this.#tokens === 0) return false;
+    this.#tokens--;
+    return true;
+  }
+
+  /** When the next token comes. */
+  nextAt(): number {
+    return this.#refilledAt + 1000;
+  }
+}

@@ -19,7 +19,9 @@ export interface LinkHandlers {
 
 export class MqttLink {
   readonly #client: mqtt.MqttClient;
-  readonly #queue = new Map<string, { payload: string; retain: boolean }>();
+  /** Coalesced messages by topic; others by a number of their own, in order. */
+  readonly #queue = new Map<string | number, { topic: string; payload: string; retain: boolean }>();
+  #uncoalesced = 0;
   #flushScheduled = false;
   #wasConnected = false;
 
@@ -57,10 +59,13 @@ export class MqttLink {
     return this.#client.connected;
   }
 
-  /** Queues a publish; an empty payload removes a retained topic. */
-  publish(topic: string, payload: string, retain: boolean): void {
+  /**
+   * Queues a publish; an empty payload removes a retained topic. Events
+   * (`coalesce` false) are each sent, in order with the values around them.
+   */
+  publish(topic: string, payload: string, retain: boolean, coalesce = true): void {
     if (!this.#client.connected) return;
-    this.#queue.set(topic, { payload, retain });
+    this.#queue.set(coalesce ? topic : ++this.#uncoalesced, { topic, payload, retain });
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       setImmediate(() => this.#flush());
@@ -78,7 +83,7 @@ export class MqttLink {
       this.#queue.clear();
       return;
     }
-    for (const [topic, { payload, retain }] of this.#queue) {
+    for (const { topic, payload, retain } of this.#queue.values()) {
       this.#client.publish(topic, payload, { qos: 0, retain });
     }
     this.#queue.clear();

@@ -25,6 +25,21 @@ export function serialTopic(portalId: string): string {
   return notificationTopic(portalId, "system", 0, "/Serial");
 }
 
+export function fullPublishCompletedTopic(portalId: string): string {
+  return `N/${portalId}/full_publish_completed`;
+}
+
+export function heartbeatTopic(portalId: string): string {
+  return `N/${portalId}/heartbeat`;
+}
+
+/** Keep-alives that also ask for a full republish: R/<id>/keepalive and a read of the Serial. */
+export function isKeepAliveRequest(request: Request): boolean {
+  return request.kind === "keepalive" ||
+    (request.kind === "read" && request.type === "system" && request.instance === 0 &&
+      request.path === "/Serial");
+}
+
 /** The topics the bridge subscribes to. */
 export function requestTopics(portalId: string): string[] {
   return [`R/${portalId}/#`, `W/${portalId}/#`];

@@ -1,5 +1,5 @@
-import { strictEqual } from "node:assert";
-import { KeepAlive } from "../lib/keepalive.ts";
+import { deepStrictEqual, strictEqual } from "node:assert";
+import { KeepAlive, parseKeepAliveOptions, RepublishLimiter } from "../lib/keepalive.ts";
 
 Deno.test("quiet until the first request, alive for the interval after the last", () => {
   const k = new KeepAlive(60_000);
@@ -21,4 +21,32 @@ Deno.test("an interval of 0 means always alive", () => {
   strictEqual(k.deadline, Infinity);
   strictEqual(k.request(5), false);
   strictEqual(k.expire(1e12), false);
+});
+
+Deno.test("keep-alive options: suppress-republish, echo, both; anything else republishes", () => {
+  deepStrictEqual(parseKeepAliveOptions(""), { republish: true });
+  deepStrictEqual(parseKeepAliveOptions('{"keepalive-options": ["suppress-republish"]}'), {
+    republish: false,
+  });
+  deepStrictEqual(
+    parseKeepAliveOptions('{"keepalive-options": [{"full-publish-completed-echo": "abc"}]}'),
+    { republish: true, echo: "abc" },
+  );
+  deepStrictEqual(
+    parseKeepAliveOptions(
+      '{"keepalive-options": ["suppress-republish", {"full-publish-completed-echo": "x"}]}',
+    ),
+    { republish: false, echo: "x" },
+  );
+  for (const plain of ['{"keepalive-options": []}', '{"value": ""}', "garbage", "null", "[1]"]) {
+    deepStrictEqual(parseKeepAliveOptions(plain), { republish: true }, plain);
+  }
+});
+
+Deno.test("at most 3 full republishes per second", () => {
+  const limiter = new RepublishLimiter(3);
+  const taken = [0, 10, 20, 30, 40].map((t) => limiter.take(t));
+  deepStrictEqual(taken, [true, true, true, false, false]);
+  strictEqual(limiter.nextAt(), 1000);
+  strictEqual(limiter.take(1000), true);
 });
