@@ -28,6 +28,8 @@ const HEARTBEAT_MS = 3000;
 /** Echo tokens waiting for a rate-limited republish; more are dropped. */
 const MAX_PENDING_ECHOES = 100;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
+/** Keep-alive payloads are optional hints: undecodable bytes just mean "plain". */
+const lenientUtf8 = new TextDecoder();
 
 export async function main(args: string[]): Promise<number> {
   let options: Options | undefined;
@@ -188,7 +190,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     armExpiry();
     if (isKeepAliveRequest(req)) {
       const asked = parseKeepAliveOptions(
-        new TextDecoder().decode(body.subarray(0, MAX_PAYLOAD_BYTES)),
+        lenientUtf8.decode(body.subarray(0, MAX_PAYLOAD_BYTES)),
       );
       if (woke || asked.republish) fullPublish(asked.echo);
     } else if (woke) {

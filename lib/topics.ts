@@ -96,11 +96,10 @@ const BLOCKED = new Set([
 ]);
 
 /** Secrets that live on the bus; published and read as `"******"`. */
-export const MASKED_ITEMS = [
+const MASKED = new Set([
   "settings/Settings/Ble/Service/Pincode",
   "settings/Settings/Services/AccessPointPassword",
-];
-const MASKED = new Set(MASKED_ITEMS);
+]);
 export const MASKED_JSON = '"******"';
 
 export function isBlocked(type: string, path: string): boolean {

@@ -233,14 +233,16 @@ class TypedJsonParser {
   }
 
   #string(): string {
-    const match = STRING.exec(this.text.slice(this.#at));
+    STRING.lastIndex = this.#at;
+    const match = STRING.exec(this.text);
     if (!match) this.fail("bad string");
     this.#at += match[0].length;
     return JSON.parse(match[0]);
   }
 
   #number(): bigint | number {
-    const match = NUMBER.exec(this.text.slice(this.#at));
+    NUMBER.lastIndex = this.#at;
+    const match = NUMBER.exec(this.text);
     if (!match) this.fail("bad number");
     this.#at += match[0].length;
     return match[1] || match[2] ? Number(match[0]) : BigInt(match[0]);
@@ -251,18 +253,14 @@ const WORDS: [string, TypedJson][] = [["true", true], ["false", false], [
   "null",
   null,
 ]];
+// Sticky: matched in place at the parser's position, without copying the rest.
 // deno-lint-ignore no-control-regex
-const STRING = /^"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/;
-const NUMBER = /^-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/;
+const STRING = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
+const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
 
 const INT32 = [-(2n ** 31n), 2n ** 31n - 1n];
 const INT64 = [-(2n ** 63n), 2n ** 63n - 1n];
 const UINT64_MAX = 2n ** 64n - 1n;
-
-/** The invalid value as Victron services write it. */
-export function invalidVariant(): Variant {
-  return new Variant("ai", []);
-}
 
 /**
  * The D-Bus value for a parsed JSON value, with the types the original
@@ -285,7 +283,7 @@ export function toVariant(value: TypedJson): Variant {
     case "boolean":
       return new Variant("b", value);
   }
-  if (value === null) return invalidVariant();
+  if (value === null) return new Variant("ai", []); // invalid, as Victron services write it
   if (Array.isArray(value)) {
     // An empty `ai` would read as "invalid", so an empty list goes out as `au`.
     return value.length === 0 ? new Variant("au", []) : new Variant("av", value.map(toVariant));

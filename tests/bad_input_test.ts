@@ -3,13 +3,10 @@
  * the bridge keeps serving everyone.
  */
 import { strictEqual } from "node:assert";
-import { PORTAL_ID, sleep, withGx } from "./support/gx.ts";
-
-const PV = "com.victronenergy.pvinverter.pv0";
-const pv = { name: PV, items: { "/DeviceInstance": 20, "/Ac/Power": 936 } };
+import { PORTAL_ID, PV, pvInverter, sleep, withGx } from "./support/gx.ts";
 
 Deno.test("malformed requests, unknown targets and bad payloads: a log line each, no write", async () => {
-  await withGx({ services: [pv] }, async (gx) => {
+  await withGx({ services: [pvInverter()] }, async (gx) => {
     await gx.wake(gx.topic("pvinverter", 20, "/Ac/Power"));
     const bad: [string, string | Uint8Array, RegExp][] = [
       [`R/${PORTAL_ID}/pvinverter`, "", /expected <R\|W>/],
@@ -44,7 +41,7 @@ Deno.test("malformed requests, unknown targets and bad payloads: a log line each
 });
 
 Deno.test("requests for another portal id do nothing", async () => {
-  await withGx({ services: [pv] }, async (gx) => {
+  await withGx({ services: [pvInverter()] }, async (gx) => {
     await gx.client.publish("R/000000000000/keepalive");
     await gx.client.publish("W/000000000000/pvinverter/20/Ac/Power", '{"value": 1}');
     await sleep(500);
@@ -55,7 +52,7 @@ Deno.test("requests for another portal id do nothing", async () => {
 
 Deno.test("a service that never answers times out; the others keep flowing", async () => {
   await withGx({
-    services: [pv, {
+    services: [pvInverter(), {
       name: "com.victronenergy.tank.hung",
       items: { "/DeviceInstance": 5, "/Level": 1 },
     }],
@@ -89,7 +86,7 @@ Deno.test("a service that never answers times out; the others keep flowing", asy
 
 Deno.test("a service that dies mid-scan is dropped; the rest is served", async () => {
   await withGx({
-    services: [pv, {
+    services: [pvInverter(), {
       name: "com.victronenergy.tank.dying",
       items: { "/DeviceInstance": 6, "/Level": 1 },
     }],

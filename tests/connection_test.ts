@@ -3,24 +3,20 @@ import { strictEqual } from "node:assert";
 import dbus from "dbus-next";
 import { startBroker } from "./support/broker.ts";
 import { BridgeProcess } from "./support/bridge.ts";
-import { PORTAL_ID, sleep, withGx } from "./support/gx.ts";
+import { PORTAL_ID, PV, pvInverter, sleep, withGx } from "./support/gx.ts";
 
 const { Variant } = dbus;
 
 Deno.test("after a broker restart the bridge reconnects, resubscribes and republishes", async () => {
   await withGx({
-    services: [{
-      name: "com.victronenergy.pvinverter.pv0",
-      items: { "/DeviceInstance": 20, "/Ac/Power": 936 },
-    }],
+    services: [pvInverter()],
   }, async (gx) => {
     const power = gx.topic("pvinverter", 20, "/Ac/Power");
     const serial = gx.topic("system", 0, "/Serial");
     await gx.wake(power);
     await gx.broker.stop();
     await sleep(300);
-    // deno-lint-ignore no-explicit-any
-    (gx as any).broker = await startBroker(gx.broker.port); // same port, empty store
+    gx.broker = await startBroker(gx.broker.port); // same port, empty store
     gx.client.topics.clear();
     await gx.client.waitFor(
       "the Serial again",
@@ -29,7 +25,7 @@ Deno.test("after a broker restart the bridge reconnects, resubscribes and republ
     );
     await gx.client.waitFor("the values again (still alive)", () => gx.client.value(power) === 936);
     // Subscribed again: requests work.
-    gx.sim.get("com.victronenergy.pvinverter.pv0").items.set("/Ac/Power", new Variant("i", 20));
+    gx.sim.get(PV).items.set("/Ac/Power", new Variant("i", 20));
     await gx.read("pvinverter", 20, "/Ac/Power");
     await gx.client.waitFor("a read answered", () => gx.client.value(power) === 20);
   });

@@ -1,16 +1,12 @@
 /** Integration: the modern keep-alive extensions (full_publish_completed, heartbeat, rate limit). */
 import { strictEqual } from "node:assert";
-import { PORTAL_ID, sleep, withGx } from "./support/gx.ts";
+import { PORTAL_ID, pvInverter, sleep, withGx } from "./support/gx.ts";
 
-const pv = {
-  name: "com.victronenergy.pvinverter.pv0",
-  items: { "/DeviceInstance": 20, "/Ac/Power": 936 },
-};
 const COMPLETED = `N/${PORTAL_ID}/full_publish_completed`;
 const KEEPALIVE = `R/${PORTAL_ID}/keepalive`;
 
 Deno.test("keep-alive payloads: echo after every value, suppress-republish, plain and garbage", async () => {
-  await withGx({ services: [pv] }, async (gx) => {
+  await withGx({ services: [pvInverter()] }, async (gx) => {
     const power = gx.topic("pvinverter", 20, "/Ac/Power");
     const echoes = () =>
       gx.client.log.filter((m) => m.topic === COMPLETED).map((m) => JSON.parse(m.payload));
@@ -58,7 +54,7 @@ Deno.test("keep-alive payloads: echo after every value, suppress-republish, plai
 });
 
 Deno.test("two clients asking at once each get their own echo; a storm is rate-limited", async () => {
-  await withGx({ services: [pv] }, async (gx) => {
+  await withGx({ services: [pvInverter()] }, async (gx) => {
     const start = gx.client.log.length;
     for (let i = 0; i < 1000; i++) {
       gx.client.client.publish(
@@ -83,7 +79,7 @@ Deno.test("two clients asking at once each get their own echo; a storm is rate-l
 });
 
 Deno.test("heartbeat every 3 s while alive, not retained, stops on expiry", async () => {
-  await withGx({ args: ["-k", "4"], services: [pv] }, async (gx) => {
+  await withGx({ args: ["-k", "4"], services: [pvInverter()] }, async (gx) => {
     const heartbeat = `N/${PORTAL_ID}/heartbeat`;
     const beats = () => gx.client.log.filter((m) => m.topic === heartbeat);
     strictEqual(beats().length, 0, "quiet before the first request");

@@ -2,7 +2,7 @@
 import { deepStrictEqual, strictEqual } from "node:assert";
 import { Buffer } from "node:buffer";
 import dbus from "dbus-next";
-import { PORTAL_ID, sleep, withGx } from "./support/gx.ts";
+import { PORTAL_ID, PV, pvInverter, sleep, withGx } from "./support/gx.ts";
 
 const { Variant } = dbus;
 
@@ -49,30 +49,27 @@ Deno.test("values keep their JSON type; invalid is null; internal items never go
 Deno.test("Serial from the start, quiet until a request, cleared on expiry, woken again", async () => {
   await withGx({
     args: ["-k", "1"],
-    services: [{
-      name: "com.victronenergy.pvinverter.pv0",
-      items: { "/DeviceInstance": 20, "/Ac/Power": 936 },
-    }],
+    services: [pvInverter()],
   }, async (gx) => {
     const serial = gx.topic("system", 0, "/Serial");
     const power = gx.topic("pvinverter", 20, "/Ac/Power");
     strictEqual(gx.client.value(serial), PORTAL_ID);
     // Not alive: changes are not published.
-    gx.sim.get("com.victronenergy.pvinverter.pv0").set("/Ac/Power", 937);
+    gx.sim.get(PV).set("/Ac/Power", 937);
     await sleep(300);
     strictEqual(gx.client.topics.has(power), false);
 
     // A read request on anything wakes it: every value goes out.
     await gx.read("pvinverter", 20, "/DeviceInstance");
     await gx.client.waitFor("values", () => gx.client.value(power) === 937);
-    gx.sim.get("com.victronenergy.pvinverter.pv0").set("/Ac/Power", 938);
+    gx.sim.get(PV).set("/Ac/Power", 938);
     await gx.client.waitFor("a change while alive", () => gx.client.value(power) === 938);
 
     // No request for the interval: every topic emptied except the Serial.
     await gx.client.waitFor("expiry", () => !gx.client.topics.has(power), 3000);
     strictEqual(gx.client.value(serial), PORTAL_ID);
     strictEqual(gx.client.log.some((m) => m.topic === serial && m.payload === ""), false);
-    gx.sim.get("com.victronenergy.pvinverter.pv0").set("/Ac/Power", 939);
+    gx.sim.get(PV).set("/Ac/Power", 939);
     await sleep(300);
     strictEqual(gx.client.topics.has(power), false, "quiet again");
 
@@ -85,10 +82,7 @@ Deno.test("Serial from the start, quiet until a request, cleared on expiry, woke
 Deno.test("a request keeps it alive past the interval", async () => {
   await withGx({
     args: ["-k", "1"],
-    services: [{
-      name: "com.victronenergy.pvinverter.pv0",
-      items: { "/DeviceInstance": 20, "/Ac/Power": 1 },
-    }],
+    services: [pvInverter(1)],
   }, async (gx) => {
     const power = gx.topic("pvinverter", 20, "/Ac/Power");
     await gx.wake(power);
@@ -103,14 +97,11 @@ Deno.test("a request keeps it alive past the interval", async () => {
 Deno.test("-k 0 publishes from the start and never clears", async () => {
   await withGx({
     args: ["-k", "0"],
-    services: [{
-      name: "com.victronenergy.pvinverter.pv0",
-      items: { "/DeviceInstance": 20, "/Ac/Power": 7 },
-    }],
+    services: [pvInverter(7)],
   }, async (gx) => {
     const power = gx.topic("pvinverter", 20, "/Ac/Power");
     await gx.client.waitFor("values without any request", () => gx.client.value(power) === 7);
-    gx.sim.get("com.victronenergy.pvinverter.pv0").set("/Ac/Power", 8);
+    gx.sim.get(PV).set("/Ac/Power", 8);
     await gx.client.waitFor("a change", () => gx.client.value(power) === 8);
   });
 });

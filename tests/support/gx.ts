@@ -10,6 +10,12 @@ import { GxSim, type ServiceSpec } from "../../scripts/gx_sim.ts";
 
 export const PORTAL_ID = "e0ff50a097c0";
 
+/** The PV inverter most tests use: pvinverter/20 with /Ac/Power. */
+export const PV = "com.victronenergy.pvinverter.pv0";
+export function pvInverter(power = 936): ServiceSpec {
+  return { name: PV, items: { "/DeviceInstance": 20, "/Ac/Power": power } };
+}
+
 export interface GxOptions {
   services: ServiceSpec[];
   /** Extra bridge arguments, e.g. ["-k", "1"]. */
@@ -25,7 +31,7 @@ export interface GxOptions {
 export class Gx {
   private constructor(
     readonly bus: DbusDaemon,
-    readonly broker: Broker,
+    public broker: Broker,
     readonly sim: GxSim,
     public bridge: BridgeProcess,
     readonly client: TestClient,
