@@ -20,7 +20,7 @@ import {
   serialTopic,
 } from "./lib/topics.ts";
 import { payload, writePayloadToVariant } from "./lib/values.ts";
-import { type ItemValues, VictronBus } from "./lib/victron_bus.ts";
+import { type ItemLimits, type ItemValues, VictronBus } from "./lib/victron_bus.ts";
 
 /** Requests larger than this are not parsed. */
 const MAX_PAYLOAD_BYTES = 64 * 1024;
@@ -92,7 +92,8 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     "start",
     `bus ${options.dbusName}, broker ${options.mqttUrl}, portal id ${portalId}, ` +
       `${state.services.size} services, ${paths} paths, keep-alive ` +
-      (keepAlive.intervalMs ? `${options.keepAliveSeconds} s` : "off (always publishing)"),
+      (keepAlive.intervalMs ? `${options.keepAliveSeconds} s` : "off (always publishing)") +
+      (options.retain ? "" : ", values not retained"),
   );
 
   if (keepAlive.alive) startHeartbeat();
@@ -113,7 +114,9 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     try {
       const result = await bus.scan(owner);
       if (state.services.get(name) !== service) return; // gone or replaced meanwhile
-      for (const [path, json] of result.values) state.set(service, path, json, result.seq);
+      for (const [path, json] of result.values) {
+        state.set(service, path, json, result.seq, result.limits.get(path));
+      }
       const instance = await deviceInstance(service, result.values);
       if (state.services.get(name) !== service) return;
       const previous = state.ready(service, instance);
@@ -140,11 +143,16 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     return Number.isInteger(instance) && instance >= 0 ? instance : 0;
   }
 
-  function itemsChanged(sender: string, values: ItemValues, seq: number): void {
+  function itemsChanged(
+    sender: string,
+    values: ItemValues,
+    limits: ItemLimits,
+    seq: number,
+  ): void {
     const service = state.byOwner(sender);
     if (!service) return;
     for (const [path, json] of values) {
-      const item = state.set(service, path, json, seq);
+      const item = state.set(service, path, json, seq, limits.get(path));
       if (item && service.instance !== undefined) publishItem(item);
     }
   }
@@ -154,7 +162,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
       const service = state.remove(name);
       if (service) {
         log.info("scan", `${name} left the bus`);
-        for (const item of service.items.values()) clearItem(item);
+        for (const item of service.items.values()) itemGone(item);
       }
     }
     if (newOwner) {
@@ -213,21 +221,34 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     return service;
   }
 
+  /**
+   * A fresh GetValue of the item, or of every item beneath the path when it
+   * names a sub-tree (`settings/0/Settings`), each published as it arrives.
+   */
   async function read(topic: string, req: ItemRequest): Promise<void> {
     const service = target(topic, req);
     if (!service) return;
-    if (!service.items.has(req.path)) {
-      log.warn("read", `${topic}: ${service.name} has no path ${req.path}`);
+    const paths = service.items.has(req.path) ? [req.path] : subTree(service, req.path);
+    if (paths.length === 0) {
+      log.warn("read", `${topic}: ${service.name} has no path or sub-tree ${req.path}`);
       return;
     }
-    try {
-      const reply = await bus.getValue(service.owner, req.path);
-      state.set(service, req.path, reply.json, reply.seq);
-      const item = service.items.get(req.path);
+    const results = await Promise.allSettled(paths.map(async (path) => {
+      const reply = await bus.getValue(service.owner, path);
+      state.set(service, path, reply.json, reply.seq);
+      const item = service.items.get(path);
       if (item) publishItem(item);
-    } catch (error) {
-      log.warn("read", `${topic}: ${(error as Error).message}`);
+    }));
+    const failed = results.filter((r) => r.status === "rejected");
+    if (failed.length > 0) {
+      const more = paths.length > 1 ? ` (${failed.length} of ${paths.length} paths)` : "";
+      log.warn("read", `${topic}: ${(failed[0].reason as Error).message}${more}`);
     }
+  }
+
+  function subTree(service: Service, path: string): string[] {
+    const prefix = path + "/";
+    return [...service.items.keys()].filter((p) => p.startsWith(prefix));
   }
 
   async function write(
@@ -268,8 +289,8 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
 
   function publishItem(item: Item): void {
     if (!keepAlive.alive || !link.connected || !item.topic) return;
-    link.publish(item.topic, payload(item.json), true);
-    item.published = true;
+    link.publish(item.topic, payload(item.json, item.limits), options.retain);
+    item.published = options.retain;
   }
 
   function publishAll(): void {
@@ -314,10 +335,17 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     heartbeatTimer = setInterval(beat, HEARTBEAT_MS);
   }
 
+  /** Removes our retained message from the broker (never the Serial's). */
   function clearItem(item: Item): void {
     if (!item.published || item.topic === serial) return;
     link.publish(item.topic, "", true);
     item.published = false;
+  }
+
+  /** The item's service left: subscribers drop the topic on an empty payload. */
+  function itemGone(item: Item): void {
+    if (item.published) clearItem(item);
+    else if (!options.retain && keepAlive.alive && item.topic) link.publish(item.topic, "", false);
   }
 
   function armExpiry(): void {
@@ -325,7 +353,12 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     expiryTimer = setTimeout(() => {
       expiryTimer = undefined;
       if (keepAlive.expire(Date.now())) {
-        log.info("keepalive", "no request within the interval: clearing topics");
+        log.info(
+          "keepalive",
+          options.retain
+            ? "no request within the interval: clearing topics"
+            : "no request within the interval: quiet",
+        );
         clearInterval(heartbeatTimer);
         for (const item of state.items()) clearItem(item);
       } else {

@@ -17,6 +17,8 @@ export interface Options {
   mqttPassword?: string;
   mqttCaFile?: string;
   keepAliveSeconds: number;
+  /** Publish values retained (the Serial always is). */
+  retain: boolean;
   portalId?: string;
   logLevel: LogLevel;
 }
@@ -74,6 +76,11 @@ function command() {
       60,
     )
     .option(
+      "--no-retain",
+      "publish values without the retain flag (the Serial stays retained): " +
+        "only live subscribers get them, nothing to clear on expiry",
+    )
+    .option(
       "--portal-id <id>",
       "portal id in the topics (default: /sbin/get-unique-id, else the MAC " +
         "of eth0 or $VRM_IFACE), e.g. e0ff50a097c0",
@@ -121,6 +128,7 @@ export function parseOptions(
     mqttPassword: o.mqttPassword ?? env[PASSWORD_ENV],
     mqttCaFile: o.mqttCertificate,
     keepAliveSeconds: o.keepAlive,
+    retain: o.retain,
     portalId: o.portalId === undefined ? undefined : checkPortalId(o.portalId),
     logLevel: o.debug ? "debug" : o.logLevel,
   };

@@ -10,6 +10,8 @@ export interface Item {
   readonly path: string;
   /** Value as published (secrets already masked). */
   json: string;
+  /** JSON members published after the value: min/max/default, or "". */
+  limits: string;
   /** Arrival number of the D-Bus message the value came from. */
   seq: number;
   /** "" until the service's device instance is known. */
@@ -80,26 +82,37 @@ export class BridgeState {
   }
 
   /**
-   * Records a value that arrived as message number `seq`; returns the item
-   * when the value changed, undefined when it did not, is older than what we
-   * have, or is never published.
+   * Records a value that arrived as message number `seq`, with the item's
+   * limits when the message told them; returns the item when something
+   * changed, undefined when nothing did, the message is older than what we
+   * have, or the item is never published.
    */
-  set(service: Service, path: string, json: string, seq: number): Item | undefined {
+  set(
+    service: Service,
+    path: string,
+    json: string,
+    seq: number,
+    limits?: string,
+  ): Item | undefined {
     if (isBlocked(service.type, path)) return undefined;
-    if (json !== INVALID_JSON && isMasked(service.type, path)) json = MASKED_JSON;
+    if (isMasked(service.type, path)) {
+      if (json !== INVALID_JSON) json = MASKED_JSON;
+      limits = ""; // a default could be the secret itself
+    }
     let item = service.items.get(path);
     if (!item) {
       const topic = service.instance === undefined
         ? ""
         : notificationTopic(this.portalId, service.type, service.instance, path);
-      item = { path, json, seq, topic, published: false };
+      item = { path, json, limits: limits ?? "", seq, topic, published: false };
       service.items.set(path, item);
       return item;
     }
     if (seq < item.seq) return undefined;
     item.seq = seq;
-    if (item.json === json) return undefined;
+    if (item.json === json && (limits === undefined || item.limits === limits)) return undefined;
     item.json = json;
+    if (limits !== undefined) item.limits = limits;
     return item;
   }
 

@@ -121,9 +121,12 @@ function arrayToJson(element: SignatureType, value: unknown): string {
   return "[" + items.map((v) => valueToJson(element, v)).join(",") + "]";
 }
 
-/** The MQTT payload of a notification. */
-export function payload(json: string): string {
-  return `{"value": ${json}}`;
+/**
+ * The MQTT payload of a notification; `extra` is more members after the
+ * value, such as the item's limits (`"min": 0, "max": 100`).
+ */
+export function payload(json: string, extra = ""): string {
+  return extra ? `{"value": ${json}, ${extra}}` : `{"value": ${json}}`;
 }
 
 // ---------------------------------------------------------- JSON -> D-Bus

@@ -23,10 +23,15 @@ export const CALL_TIMEOUT_MS = 5000;
 
 /** New values of one or more items of a service, as JSON text. */
 export type ItemValues = Map<string, string>;
+/**
+ * The limits a service told for some of its items, as JSON members after the
+ * value (`"min": 0, "max": 100, "default": 50`); settings have them.
+ */
+export type ItemLimits = Map<string, string>;
 
 export interface BusHandlers {
   /** PropertiesChanged or ItemsChanged from the service owning `sender`. */
-  itemsChanged(sender: string, values: ItemValues, seq: number): void;
+  itemsChanged(sender: string, values: ItemValues, limits: ItemLimits, seq: number): void;
   /** A com.victronenergy.* name got, lost or changed its owner ("" = none). */
   ownerChanged(name: string, oldOwner: string, newOwner: string): void;
   /** The connection to the bus is gone. */
@@ -52,6 +57,7 @@ export interface Reply {
 
 export interface ScanResult {
   values: ItemValues;
+  limits: ItemLimits;
   /** Sequence number of the reply the values came from. */
   seq: number;
   /** How the service answered: GetItems, GetValue or Introspect. */
@@ -126,10 +132,11 @@ export class VictronBus {
         throw new CallError("Malformed", `GetItems returned '${reply.message.signature}'`);
       }
       const values: ItemValues = new Map();
+      const limits: ItemLimits = new Map();
       for (const [path, item] of Object.entries(reply.message.body[0])) {
-        addValue(values, path, (item as Record<string, Variant>).Value);
+        addItem(values, limits, path, item as Record<string, Variant>);
       }
-      return { values, seq: reply.seq, method: "GetItems" };
+      return { values, limits, seq: reply.seq, method: "GetItems" };
     } catch (error) {
       if (!isUnsupported(error)) throw error;
       this.debug(`${owner}: GetItems: ${(error as Error).message}`);
@@ -144,7 +151,7 @@ export class VictronBus {
       for (const [path, value] of Object.entries(root.value as Record<string, Variant>)) {
         addValue(values, path.startsWith("/") ? path : "/" + path, value);
       }
-      return { values, seq: reply.seq, method: "GetValue" };
+      return { values, limits: new Map(), seq: reply.seq, method: "GetValue" };
     } catch (error) {
       if (!isUnsupported(error)) throw error;
       this.debug(`${owner}: GetValue on /: ${(error as Error).message}`);
@@ -157,7 +164,7 @@ export class VictronBus {
       values.set(path, reply.json);
       seq = Math.max(seq, reply.seq);
     }));
-    return { values, seq, method: "Introspect" };
+    return { values, limits: new Map(), seq, method: "Introspect" };
   }
 
   async getValue(owner: string, path: string): Promise<{ json: string; seq: number }> {
@@ -248,16 +255,17 @@ export class VictronBus {
     }
     if (message.interface !== BUS_ITEM) return;
     const values: ItemValues = new Map();
+    const limits: ItemLimits = new Map();
     if (member === "PropertiesChanged" && message.signature === "a{sv}") {
-      addValue(values, message.path, (body[0] as Record<string, Variant>).Value);
+      addItem(values, limits, message.path, body[0] as Record<string, Variant>);
     } else if (member === "ItemsChanged" && message.signature === "a{sa{sv}}") {
       for (
         const [path, item] of Object.entries(body[0] as Record<string, Record<string, Variant>>)
       ) {
-        addValue(values, path, item.Value);
+        addItem(values, limits, path, item);
       }
     }
-    if (values.size > 0) this.handlers.itemsChanged(sender, values, seq);
+    if (values.size > 0) this.handlers.itemsChanged(sender, values, limits, seq);
   }
 }
 
@@ -270,6 +278,25 @@ const MATCH_RULES = [
 function addValue(values: ItemValues, path: string, value: Variant | undefined): void {
   if (value === undefined || !path.startsWith("/")) return;
   values.set(path, variantToJson(value));
+}
+
+/** The D-Bus keys of an item's limits and the JSON members they become. */
+const LIMIT_KEYS = [["Min", "min"], ["Max", "max"], ["Default", "default"]] as const;
+
+/** An item as GetItems, ItemsChanged and PropertiesChanged give it: Value, maybe limits. */
+function addItem(
+  values: ItemValues,
+  limits: ItemLimits,
+  path: string,
+  item: Record<string, Variant>,
+): void {
+  addValue(values, path, item.Value);
+  if (!values.has(path) || (!item.Min && !item.Max && !item.Default)) return;
+  const members = [];
+  for (const [key, member] of LIMIT_KEYS) {
+    if (item[key]) members.push(`"${member}": ${variantToJson(item[key])}`);
+  }
+  limits.set(path, members.join(", "));
 }
 
 /** Errors that mean "this service is older, try the next way to scan it". */

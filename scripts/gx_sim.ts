@@ -19,21 +19,28 @@ type MessageBus = ReturnType<typeof dbus.sessionBus>;
 
 const BUS_ITEM = "com.victronenergy.BusItem";
 
+/** A value as tests give it: numbers are int32 (or double when not whole) unless a Variant. */
+export type SimValue = Variant | number | string | boolean | null;
+
 /** How the root object answers: Victron's services changed over the years. */
 export type RootStyle = "GetItems" | "GetValue" | "Introspect";
 
 export interface ServiceSpec {
   name: string;
-  /** path -> value; numbers are int32 unless given as a Variant. */
-  items: Record<string, Variant | number | string | boolean | null>;
+  items: Record<string, SimValue>;
   style?: RootStyle;
   /** Paths whose SetValue answers 1 (refused), like Victron's read-only items. */
   readOnly?: string[];
+  /** Limits of some items, as Victron's settings service gives them. */
+  limits?: Record<string, Limits>;
 }
+
+export type Limits = Partial<Record<"Min" | "Max" | "Default", SimValue>>;
 
 /** One simulated service: its own bus connection, as each GX service has. */
 export class SimService {
   readonly items = new Map<string, Variant>();
+  readonly limits = new Map<string, Record<string, Variant>>();
   readonly writes: { path: string; value: Variant }[] = [];
   /** Methods that never answer, to simulate a hung service. */
   readonly hang = new Set<string>();
@@ -46,6 +53,9 @@ export class SimService {
     this.style = spec.style ?? "GetItems";
     this.#readOnly = new Set(spec.readOnly ?? []);
     for (const [path, value] of Object.entries(spec.items)) this.items.set(path, asVariant(value));
+    for (const [path, limits] of Object.entries(spec.limits ?? {})) {
+      this.limits.set(path, limitVariants(limits));
+    }
     bus.addMethodHandler((message: Message) => this.#handle(message));
   }
 
@@ -60,18 +70,23 @@ export class SimService {
     return service;
   }
 
-  /** Changes one value and signals it with PropertiesChanged on its path. */
-  set(path: string, value: Variant | number | string | boolean | null): void {
+  /**
+   * Changes one value and signals it with PropertiesChanged on its path,
+   * with new limits when given.
+   */
+  set(path: string, value: SimValue, limits?: Limits): void {
     const variant = asVariant(value);
     this.items.set(path, variant);
+    if (limits) this.limits.set(path, limitVariants(limits));
     this.bus.send(Message.newSignal(path, BUS_ITEM, "PropertiesChanged", "a{sv}", [{
       Value: variant,
       Text: new DbusVariant("s", textOf(variant)),
+      ...(limits ? this.limits.get(path) : {}),
     }]));
   }
 
   /** Changes several values and signals them in one ItemsChanged on "/". */
-  setMany(values: Record<string, Variant | number | string | boolean | null>): void {
+  setMany(values: Record<string, SimValue>): void {
     const changes: Record<string, Record<string, Variant>> = {};
     for (const [path, value] of Object.entries(values)) {
       const variant = asVariant(value);
@@ -109,7 +124,7 @@ export class SimService {
       if (member === "GetItems" && this.style === "GetItems") {
         const items: Record<string, Record<string, Variant>> = {};
         for (const [p, v] of this.items) {
-          items[p] = { Value: v, Text: new DbusVariant("s", textOf(v)) };
+          items[p] = { Value: v, Text: new DbusVariant("s", textOf(v)), ...this.limits.get(p) };
         }
         return Message.newMethodReturn(message, "a{sa{sv}}", [items]);
       }
@@ -195,13 +210,19 @@ export class GxSim {
   }
 }
 
-function asVariant(value: Variant | number | string | boolean | null): Variant {
+function asVariant(value: SimValue): Variant {
   if (value instanceof DbusVariant) return value;
   if (typeof value === "number") {
     return Number.isInteger(value) ? new DbusVariant("i", value) : new DbusVariant("d", value);
   }
   if (value === null) return new DbusVariant("ai", []);
   return new DbusVariant(typeof value === "string" ? "s" : "b", value);
+}
+
+function limitVariants(limits: Limits): Record<string, Variant> {
+  const variants: Record<string, Variant> = {};
+  for (const [key, value] of Object.entries(limits)) variants[key] = asVariant(value);
+  return variants;
 }
 
 function textOf(value: Variant): string {

@@ -14,7 +14,7 @@ Deno.test("malformed requests, unknown targets and bad payloads: a log line each
       [`R/${PORTAL_ID}/pvinverter/20/Ac//Power`, "", /empty topic level/],
       [`R/${PORTAL_ID}/nosuch/0/Ac/Power`, "", /no service nosuch\/0/],
       [`R/${PORTAL_ID}/pvinverter/21/Ac/Power`, "", /no service pvinverter\/21/],
-      [`R/${PORTAL_ID}/pvinverter/20/No/Such`, "", /has no path \/No\/Such/],
+      [`R/${PORTAL_ID}/pvinverter/20/No/Such`, "", /has no path or sub-tree \/No\/Such/],
       [`W/${PORTAL_ID}/pvinverter/20/No/Such`, '{"value": 1}', /has no path \/No\/Such/],
       [`W/${PORTAL_ID}/pvinverter/20/Ac/Power`, "garbage", /Ac\/Power: invalid JSON/],
       [`W/${PORTAL_ID}/pvinverter/20/Ac/Power`, '{"val": 1}', /must be a JSON object like/],

@@ -16,7 +16,7 @@ Deno.test("after a broker restart the bridge reconnects, resubscribes and republ
     await gx.wake(power);
     await gx.broker.stop();
     await sleep(300);
-    gx.broker = await startBroker(gx.broker.port); // same port, empty store
+    gx.broker = await startBroker({ port: gx.broker.port }); // same port, empty store
     gx.client.topics.clear();
     await gx.client.waitFor(
       "the Serial again",

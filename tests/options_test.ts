@@ -10,6 +10,7 @@ Deno.test("defaults: system bus, local broker, 60 s keep-alive", () => {
   strictEqual(o.dbusAddress, "unix:path=/var/run/dbus/system_bus_socket");
   strictEqual(o.mqttUrl, "mqtt://127.0.0.1:1883");
   strictEqual(o.keepAliveSeconds, 60);
+  strictEqual(o.retain, true);
   strictEqual(o.logLevel, "info");
   strictEqual(o.portalId, undefined);
 });
@@ -27,6 +28,7 @@ Deno.test("bus addresses, broker forms, password from the environment", () => {
   strictEqual(parse([], { DBUS_MQTT_PASSWORD: "s3cret" }).mqttPassword, "s3cret");
   strictEqual(parse(["-k", "0"]).keepAliveSeconds, 0);
   strictEqual(parse(["-d"]).logLevel, "debug");
+  strictEqual(parse(["--no-retain"]).retain, false);
 });
 
 Deno.test("invalid options are one-line OptionsErrors", () => {

@@ -3,12 +3,22 @@
  * is installed (CI installs it), else an embedded aedes broker.
  */
 import { createServer, type Server } from "node:net";
+import { createWebSocketStream, WebSocketServer } from "ws";
 
 export interface Broker {
   kind: "mosquitto" | "aedes";
   url: string;
   port: number;
+  /** `ws://` URL of the same broker, when started with websockets. */
+  wsUrl?: string;
   stop(): Promise<void>;
+}
+
+export interface BrokerOptions {
+  /** Listen on this port (to restart a broker where it was). */
+  port?: number;
+  /** Also listen for MQTT over WebSockets. */
+  websockets?: boolean;
 }
 
 export async function freePort(): Promise<number> {
@@ -22,13 +32,14 @@ export async function freePort(): Promise<number> {
 let announced = false;
 
 /**
- * Starts a broker; `port` lets a test restart one on the same port.
- * DBUS_MQTT_TEST_BROKER=aedes picks the embedded one even where Mosquitto is.
+ * Starts a broker. DBUS_MQTT_TEST_BROKER=aedes picks the embedded one even
+ * where Mosquitto is.
  */
-export async function startBroker(port?: number): Promise<Broker> {
-  port ??= await freePort();
+export async function startBroker(options: BrokerOptions = {}): Promise<Broker> {
+  const port = options.port ?? await freePort();
+  const wsPort = options.websockets ? await freePort() : undefined;
   const useMosquitto = mosquittoPath() && Deno.env.get("DBUS_MQTT_TEST_BROKER") !== "aedes";
-  const broker = useMosquitto ? await startMosquitto(port) : await startAedes(port);
+  const broker = useMosquitto ? await startMosquitto(port, wsPort) : await startAedes(port, wsPort);
   if (!announced) {
     console.log(`MQTT broker: ${broker.kind}`);
     announced = true;
@@ -46,11 +57,13 @@ function mosquittoPath(): string | undefined {
   return undefined;
 }
 
-async function startMosquitto(port: number): Promise<Broker> {
+async function startMosquitto(port: number, wsPort?: number): Promise<Broker> {
   const dir = await Deno.makeTempDir({ prefix: "dbus-mqtt-broker-" });
   await Deno.writeTextFile(
     `${dir}/mosquitto.conf`,
-    `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`,
+    `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n` +
+      // Mosquitto 2.0's websockets listener cannot bind to one address.
+      (wsPort ? `listener ${wsPort}\nprotocol websockets\n` : ""),
   );
   const process = new Deno.Command(mosquittoPath()!, {
     args: ["-c", `${dir}/mosquitto.conf`],
@@ -58,10 +71,12 @@ async function startMosquitto(port: number): Promise<Broker> {
     stderr: "null",
   }).spawn();
   await waitForPort(port);
+  if (wsPort) await waitForPort(wsPort);
   return {
     kind: "mosquitto",
     url: `mqtt://127.0.0.1:${port}`,
     port,
+    wsUrl: wsPort ? `ws://127.0.0.1:${wsPort}` : undefined,
     async stop() {
       try {
         process.kill("SIGTERM");
@@ -72,18 +87,26 @@ async function startMosquitto(port: number): Promise<Broker> {
   };
 }
 
-async function startAedes(port: number): Promise<Broker> {
+async function startAedes(port: number, wsPort?: number): Promise<Broker> {
   const { Aedes } = await import("aedes");
   const aedes = await Aedes.createBroker();
   const server: Server = createServer(aedes.handle);
   await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  let wsServer: WebSocketServer | undefined;
+  if (wsPort) {
+    wsServer = new WebSocketServer({ host: "127.0.0.1", port: wsPort });
+    wsServer.on("connection", (socket) => aedes.handle(createWebSocketStream(socket) as never));
+    await new Promise((resolve) => wsServer!.once("listening", resolve));
+  }
   return {
     kind: "aedes",
     url: `mqtt://127.0.0.1:${port}`,
     port,
+    wsUrl: wsPort ? `ws://127.0.0.1:${wsPort}` : undefined,
     async stop() {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise((resolve) => server.close(resolve));
+      if (wsServer) await new Promise((resolve) => wsServer!.close(resolve));
     },
   };
 }

@@ -26,6 +26,8 @@ export interface GxOptions {
   tcp?: boolean;
   /** Wait for the startup line, i.e. the end of the first scan (default true). */
   waitForScan?: boolean;
+  /** The bridge reaches the broker over WebSockets. */
+  websockets?: boolean;
 }
 
 export class Gx {
@@ -40,7 +42,7 @@ export class Gx {
 
   static async start(options: GxOptions): Promise<Gx> {
     const bus = await startDbusDaemon();
-    const broker = await startBroker();
+    const broker = await startBroker({ websockets: options.websockets });
     const sim = await GxSim.start(bus.address, options.services);
     await options.beforeBridge?.(sim);
     const client = await TestClient.connect(broker.url, [`N/${PORTAL_ID}/#`]);
@@ -48,7 +50,7 @@ export class Gx {
       "--dbus",
       options.tcp ? bus.tcpAddress : bus.address,
       "--mqtt",
-      broker.url,
+      (options.websockets ? broker.wsUrl : broker.url)!,
       "--portal-id",
       PORTAL_ID,
       ...(options.args ?? []),
