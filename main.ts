@@ -1,13 +1,23 @@
 /**
  * dbus-mqtt: publishes the Victron D-Bus on MQTT and serves read, write and
  * keep-alive requests. The story: options -> D-Bus and broker -> scan -> react
- * to bus signals and MQTT requests until stopped.
+ * to bus signals and MQTT requests until stopped. `dbus-mqtt watch` is the
+ * other side: a terminal client that shows what a bridge publishes.
+ *
+ * This file is the program's entry point under Deno, under Node and as the
+ * bundle: it always runs `main`.
  */
 import process from "node:process";
 import { KeepAlive, parseKeepAliveOptions, RepublishLimiter } from "./lib/keepalive.ts";
 import { createLogger, type Logger } from "./lib/log.ts";
 import { MqttLink } from "./lib/mqtt_link.ts";
-import { type Options, OptionsError, parseOptions } from "./lib/options.ts";
+import {
+  type Options,
+  OptionsError,
+  parseOptions,
+  parseWatchOptions,
+  type WatchOptions,
+} from "./lib/options.ts";
 import { discoverPortalId } from "./lib/portal_id.ts";
 import { BridgeState, type Item, type Service } from "./lib/state.ts";
 import {
@@ -21,6 +31,7 @@ import {
 } from "./lib/topics.ts";
 import { payload, writePayloadToVariant } from "./lib/values.ts";
 import { type ItemLimits, type ItemValues, VictronBus } from "./lib/victron_bus.ts";
+import { watch } from "./lib/watch.ts";
 
 /** Requests larger than this are not parsed. */
 const MAX_PAYLOAD_BYTES = 64 * 1024;
@@ -31,16 +42,20 @@ const utf8 = new TextDecoder("utf-8", { fatal: true });
 /** Keep-alive payloads are optional hints: undecodable bytes just mean "plain". */
 const lenientUtf8 = new TextDecoder();
 
-export async function main(args: string[]): Promise<number> {
-  let options: Options | undefined;
+async function main(args: string[]): Promise<number> {
+  const write = (text: string) => process.stdout.write(text);
+  let options: Options | WatchOptions | undefined;
   try {
-    options = parseOptions(args, process.env, (text) => process.stdout.write(text));
+    options = args[0] === "watch"
+      ? parseWatchOptions(args.slice(1), process.env, write)
+      : parseOptions(args, process.env, write);
   } catch (error) {
     if (!(error instanceof OptionsError)) throw error;
     console.error(`dbus-mqtt: ${error.message} (see --help)`);
     return 2;
   }
   if (!options) return 0;
+  if (!("dbusAddress" in options)) return await watch(options);
   const log = createLogger(options.logLevel);
   const portalId = options.portalId ?? discoverPortalId(process.env);
   if (!portalId) {
@@ -368,4 +383,4 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
   }
 }
 
-if (import.meta.main) process.exit(await main(process.argv.slice(2)));
+main(process.argv.slice(2)).then((code) => process.exit(code));

@@ -7,7 +7,21 @@
  */
 import { readFileSync } from "node:fs";
 import mqtt from "mqtt";
-import type { Options } from "./options.ts";
+import type { BrokerOptions } from "./options.ts";
+
+/** How every client of ours connects: MQTT 3.1.1, clean session, reconnect every second. */
+export function connectOptions(options: BrokerOptions, clientId: string): mqtt.IClientOptions {
+  return {
+    clientId,
+    username: options.mqttUser,
+    password: options.mqttPassword,
+    ca: options.mqttCaFile ? readFileSync(options.mqttCaFile) : undefined,
+    protocolVersion: 4,
+    clean: true,
+    reconnectPeriod: 1000,
+    connectTimeout: 10_000,
+  };
+}
 
 export interface LinkHandlers {
   /** (Re)connected and subscribed: time to publish what the broker should hold. */
@@ -26,20 +40,13 @@ export class MqttLink {
   #wasConnected = false;
 
   constructor(
-    options: Options,
+    options: BrokerOptions,
     clientId: string,
     private readonly subscriptions: string[],
     private readonly handlers: LinkHandlers,
   ) {
     this.#client = mqtt.connect(options.mqttUrl, {
-      clientId,
-      username: options.mqttUser,
-      password: options.mqttPassword,
-      ca: options.mqttCaFile ? readFileSync(options.mqttCaFile) : undefined,
-      protocolVersion: 4,
-      clean: true,
-      reconnectPeriod: 1000,
-      connectTimeout: 10_000,
+      ...connectOptions(options, clientId),
       resubscribe: false,
       queueQoSZero: false,
     });

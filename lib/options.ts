@@ -3,24 +3,44 @@
  * into one typed Options object. Invalid input is an OptionsError with a
  * one-line reason (the caller exits with code 2).
  */
-import { Command, InvalidArgumentError, Option } from "@commander-js/extra-typings";
+import {
+  Command,
+  InvalidArgumentError,
+  Option,
+  type OptionValues,
+} from "@commander-js/extra-typings";
+import { isValidFilter } from "./topics.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import { VERSION } from "./version.ts";
 
-export interface Options {
-  /** D-Bus address: `unix:path=...` or `tcp:host=...,port=...`. */
-  dbusAddress: string;
-  /** Human-readable name of the bus for the startup line. */
-  dbusName: string;
+/** How to reach the broker; the bridge and `watch` share these options. */
+export interface BrokerOptions {
   mqttUrl: string;
   mqttUser?: string;
   mqttPassword?: string;
   mqttCaFile?: string;
+}
+
+export interface Options extends BrokerOptions {
+  /** D-Bus address: `unix:path=...` or `tcp:host=...,port=...`. */
+  dbusAddress: string;
+  /** Human-readable name of the bus for the startup line. */
+  dbusName: string;
   keepAliveSeconds: number;
   /** Publish values retained (the Serial always is). */
   retain: boolean;
   portalId?: string;
   logLevel: LogLevel;
+}
+
+/** `dbus-mqtt watch`: a terminal client of the bridge. */
+export interface WatchOptions extends BrokerOptions {
+  portalId?: string;
+  /** MQTT-style patterns on `<type>/<instance>/<path>`; none = everything. */
+  filters: string[];
+  json: boolean;
+  /** Seconds between keep-alives. */
+  keepAliveSeconds: number;
 }
 
 export class OptionsError extends Error {}
@@ -36,20 +56,10 @@ function seconds(text: string): number {
   return value;
 }
 
-function command() {
-  return new Command()
-    .name("dbus-mqtt")
-    .description(
-      "Publishes the Victron D-Bus (com.victronenergy.*) on MQTT as " +
-        "N/<portalId>/<type>/<instance>/<path> and serves R/W requests.",
-    )
-    .version(VERSION, "-V, --version")
-    .option(
-      "-b, --dbus <address>",
-      "D-Bus to scan: system, session, unix:path=<socket> or " +
-        "tcp:host=<host>,port=<port> (e.g. tcp:host=192.168.1.5,port=78)",
-      "system",
-    )
+function withBrokerOptions<Args extends unknown[], Opts extends OptionValues>(
+  command: Command<Args, Opts>,
+) {
+  return command
     .option(
       "-q, --mqtt-server <host[:port]>",
       "MQTT broker host, e.g. 127.0.0.1:1883 (port 8883 with -c)",
@@ -68,7 +78,41 @@ function command() {
     .option(
       "-c, --mqtt-certificate <file>",
       "CA certificate of the broker; turns TLS on, e.g. venus-ca.crt",
+    );
+}
+
+function brokerOptions(
+  o: {
+    mqttServer: string;
+    mqtt?: string;
+    mqttUser?: string;
+    mqttPassword?: string;
+    mqttCertificate?: string;
+  },
+  env: Record<string, string | undefined>,
+): BrokerOptions {
+  return {
+    mqttUrl: o.mqtt ? checkUrl(o.mqtt) : serverUrl(o.mqttServer, !!o.mqttCertificate),
+    mqttUser: o.mqttUser,
+    mqttPassword: o.mqttPassword ?? env[PASSWORD_ENV],
+    mqttCaFile: o.mqttCertificate,
+  };
+}
+
+function bridgeCommand() {
+  const command = new Command()
+    .name("dbus-mqtt")
+    .description(
+      "Publishes the Victron D-Bus (com.victronenergy.*) on MQTT as " +
+        "N/<portalId>/<type>/<instance>/<path> and serves R/W requests.",
     )
+    .option(
+      "-b, --dbus <address>",
+      "D-Bus to scan: system, session, unix:path=<socket> or " +
+        "tcp:host=<host>,port=<port> (e.g. tcp:host=192.168.1.5,port=78)",
+      "system",
+    );
+  return withBrokerOptions(command)
     .option(
       "-k, --keep-alive <seconds>",
       "stop publishing this long after the last R/W request; 0 = never stop",
@@ -93,20 +137,83 @@ function command() {
     .addHelpText(
       "after",
       "\nExample:\n  dbus-mqtt --dbus tcp:host=192.168.1.5,port=78 " +
-        "-q 127.0.0.1 --portal-id e0ff50a097c0 -k 60",
+        "-q 127.0.0.1 --portal-id e0ff50a097c0 -k 60\n" +
+        "\nWatch the values a bridge publishes: dbus-mqtt watch --help",
+    );
+}
+
+function watchCommand() {
+  const command = new Command()
+    .name("dbus-mqtt watch")
+    .description(
+      "Shows the live values a GX publishes: finds its portal id from the retained " +
+        "N/+/system/0/Serial, keeps it alive, and prints every value as it changes " +
+        "(a table on a terminal, one line per change when piped).",
+    );
+  return withBrokerOptions(command)
+    .option("--portal-id <id>", "watch this GX when the broker serves several")
+    .option(
+      "-f, --filter <pattern>",
+      "only <type>/<instance>/<path> matching this MQTT pattern, e.g. battery/+/Soc or " +
+        "system/0/# (repeatable)",
+      (pattern: string, previous: string[]) => [...previous, checkFilter(pattern)],
+      [] as string[],
+    )
+    .option("--json", 'one JSON object per message: {"topic", "value"}')
+    .option("-k, --keep-alive <seconds>", "seconds between keep-alives", seconds, 30)
+    .addHelpText(
+      "after",
+      "\nExample:\n  dbus-mqtt watch -q venus.local --filter 'battery/+/#' --filter system/0/Dc/#",
     );
 }
 
 /**
- * Parses the arguments (without the program name). Help and version output
- * are written by commander; they come back as `undefined`.
+ * Parses the bridge's arguments (without the program name). Help and version
+ * output are written by commander; they come back as `undefined`.
  */
 export function parseOptions(
   args: string[],
   env: Record<string, string | undefined>,
   write: (text: string) => void,
 ): Options | undefined {
-  const program = command()
+  const o = parse(bridgeCommand(), args, write);
+  if (!o) return undefined;
+  const dbus = resolveBusAddress(o.dbus, env);
+  return {
+    dbusAddress: dbus,
+    dbusName: o.dbus === "system" || o.dbus === "session" ? `${o.dbus} bus ${dbus}` : dbus,
+    ...brokerOptions(o, env),
+    keepAliveSeconds: o.keepAlive,
+    retain: o.retain,
+    portalId: o.portalId === undefined ? undefined : checkPortalId(o.portalId),
+    logLevel: o.debug ? "debug" : o.logLevel,
+  };
+}
+
+/** Parses the arguments after `watch`. */
+export function parseWatchOptions(
+  args: string[],
+  env: Record<string, string | undefined>,
+  write: (text: string) => void,
+): WatchOptions | undefined {
+  const o = parse(watchCommand(), args, write);
+  if (!o) return undefined;
+  return {
+    ...brokerOptions(o, env),
+    portalId: o.portalId === undefined ? undefined : checkPortalId(o.portalId),
+    filters: o.filter,
+    json: !!o.json,
+    keepAliveSeconds: Math.max(1, o.keepAlive),
+  };
+}
+
+function parse<Opts extends OptionValues>(
+  command: Command<unknown[], Opts>,
+  args: string[],
+  write: (text: string) => void,
+): Opts | undefined {
+  const program = command
+    .version(VERSION, "-V, --version")
     .exitOverride()
     .configureOutput({ writeOut: write, writeErr: () => {} });
   try {
@@ -118,20 +225,7 @@ export function parseOptions(
     }
     throw new OptionsError((error as Error).message.replace(/^error: /, ""));
   }
-  const o = program.opts();
-  const dbus = resolveBusAddress(o.dbus, env);
-  return {
-    dbusAddress: dbus,
-    dbusName: o.dbus === "system" || o.dbus === "session" ? `${o.dbus} bus ${dbus}` : dbus,
-    mqttUrl: o.mqtt ? checkUrl(o.mqtt) : serverUrl(o.mqttServer, !!o.mqttCertificate),
-    mqttUser: o.mqttUser,
-    mqttPassword: o.mqttPassword ?? env[PASSWORD_ENV],
-    mqttCaFile: o.mqttCertificate,
-    keepAliveSeconds: o.keepAlive,
-    retain: o.retain,
-    portalId: o.portalId === undefined ? undefined : checkPortalId(o.portalId),
-    logLevel: o.debug ? "debug" : o.logLevel,
-  };
+  return program.opts();
 }
 
 function resolveBusAddress(
@@ -171,6 +265,13 @@ function checkUrl(url: string): string {
     throw new OptionsError(`--mqtt '${url}': use mqtt://, mqtts://, ws:// or wss://`);
   }
   return url;
+}
+
+function checkFilter(pattern: string): string {
+  if (!isValidFilter(pattern)) {
+    throw new InvalidArgumentError("expected an MQTT pattern such as battery/+/Soc or system/0/#");
+  }
+  return pattern;
 }
 
 function checkPortalId(id: string): string {

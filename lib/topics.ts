@@ -109,3 +109,24 @@ export function isBlocked(type: string, path: string): boolean {
 export function isMasked(type: string, path: string): boolean {
   return MASKED.has(type + path);
 }
+
+/** An MQTT topic filter: `+` and `#` each fill a whole level, `#` only the last one. */
+export function isValidFilter(filter: string): boolean {
+  const levels = filter.split("/");
+  return filter !== "" &&
+    levels.every((level, i) =>
+      (level === "#" ? i === levels.length - 1 : !level.includes("#")) &&
+      (level === "+" || !level.includes("+"))
+    );
+}
+
+/** MQTT matching of a valid filter against a topic (`a/+/c`, `a/#`). */
+export function matchesFilter(filter: string, topic: string): boolean {
+  const want = filter.split("/");
+  const have = topic.split("/");
+  for (let i = 0; i < want.length; i++) {
+    if (want[i] === "#") return true;
+    if (i >= have.length || (want[i] !== "+" && want[i] !== have[i])) return false;
+  }
+  return want.length === have.length;
+}

@@ -1,14 +1,15 @@
 /**
  * `deno task demo`: a simulated GX (the real capture, 22 services and 2,306
- * paths) on a private D-Bus, a broker, and the bridge between them; then it
- * watches the live topics like an MQTT client would and prints them.
+ * paths) on a private D-Bus, a broker, and the bridge between them; then
+ * `dbus-mqtt watch` shows the live values.
  *
- *   deno task demo                 run until Ctrl-C
- *   deno task demo --seconds 10    stop by itself
+ *   deno task demo                          run until Ctrl-C
+ *   deno task demo --seconds 10             stop by itself
+ *   deno task demo --filter 'system/0/#'    watch part of it
  */
 import dbus from "dbus-next";
-import mqtt from "mqtt";
 import { GxSim, loadCapture } from "./gx_sim.ts";
+import { processTerminal, watch } from "../lib/watch.ts";
 import { BridgeProcess } from "../tests/support/bridge.ts";
 import { startBroker } from "../tests/support/broker.ts";
 import { startDbusDaemon } from "../tests/support/dbus_daemon.ts";
@@ -17,6 +18,7 @@ const { Variant } = dbus;
 const PORTAL_ID = "c0847dba509e"; // the captured GX's own
 const secondsArg = Deno.args.indexOf("--seconds");
 const seconds = secondsArg >= 0 ? Number(Deno.args[secondsArg + 1]) : Infinity;
+const filters = Deno.args.flatMap((arg, i) => Deno.args[i - 1] === "--filter" ? [arg] : []);
 
 const bus = await startDbusDaemon();
 const broker = await startBroker();
@@ -34,30 +36,21 @@ console.log(await bridge.waitForLine(/\[start\]/));
 const host = `-h 127.0.0.1 -p ${broker.port}`;
 console.log(`
 Simulated GX on ${bus.address}, ${broker.kind} broker on ${broker.url}.
-Watch it from another terminal (mosquitto-clients):
+Drive it from another terminal (mosquitto-clients):
   mosquitto_sub ${host} -v -t 'N/${PORTAL_ID}/#'
   mosquitto_pub ${host} -t 'R/${PORTAL_ID}/keepalive' -n        # keep-alive: values start flowing
   mosquitto_pub ${host} -t 'R/${PORTAL_ID}/settings/0/Settings/CGwacs/AcPowerSetPoint' -n
   mosquitto_pub ${host} -t 'W/${PORTAL_ID}/settings/0/Settings/CGwacs/AcPowerSetPoint' -m '{"value": 50}'
 `);
 
-// A client of our own: keeps the system alive and prints what changes.
-const client = await mqtt.connectAsync(broker.url, { clientId: "dbus-mqtt-demo" });
-const values = new Map<string, string>();
-let shown = 0;
-client.on("message", (topic, payload) => {
-  const text = payload.toString();
-  const changed = values.has(topic) && values.get(topic) !== text;
-  values.set(topic, text);
-  if (changed && shown++ < 200) console.log(`  ${topic} ${text}`);
-});
-await client.subscribeAsync(`N/${PORTAL_ID}/#`);
-const keepAlive = () => client.publish(`R/${PORTAL_ID}/keepalive`, "");
-keepAlive();
-const timers = [setInterval(keepAlive, 30_000)];
-setTimeout(() => {
-  console.log(`${values.size} topics received after one keep-alive; live changes follow:`);
-}, 1000);
+// `dbus-mqtt watch` shows it: a live table on a terminal, a line per change when piped.
+const stopWatch = new AbortController();
+const watching = watch(
+  { mqttUrl: broker.url, portalId: PORTAL_ID, filters, json: false, keepAliveSeconds: 30 },
+  processTerminal,
+  stopWatch.signal,
+);
+const timers: ReturnType<typeof setInterval>[] = [];
 
 // The sun moves and the battery charges, so something changes every second.
 const solar = sim.get("com.victronenergy.solarcharger.ttyO2");
@@ -71,7 +64,8 @@ timers.push(setInterval(() => {
 
 const stop = async () => {
   timers.forEach(clearInterval);
-  await client.endAsync();
+  stopWatch.abort();
+  await watching;
   await bridge.stop();
   sim.stop();
   await broker.stop();

@@ -2,6 +2,8 @@ import { deepStrictEqual, strictEqual } from "node:assert";
 import {
   isBlocked,
   isMasked,
+  isValidFilter,
+  matchesFilter,
   notificationTopic,
   parseRequest,
   serviceType,
@@ -65,4 +67,18 @@ Deno.test("internal items are blocked, secrets masked", () => {
   strictEqual(isMasked("settings", "/Settings/Ble/Service/Pincode"), true);
   strictEqual(isMasked("settings", "/Settings/Services/AccessPointPassword"), true);
   strictEqual(isMasked("system", "/Settings/Ble/Service/Pincode"), false);
+});
+
+Deno.test("MQTT filters: validity and matching", () => {
+  for (const good of ["#", "+", "battery/+/Soc", "system/0/#", "a/+/+/d"]) {
+    strictEqual(isValidFilter(good), true, good);
+  }
+  for (const bad of ["", "a/#/b", "a#", "a+/b", "#/a"]) strictEqual(isValidFilter(bad), false, bad);
+  strictEqual(matchesFilter("battery/+/Soc", "battery/256/Soc"), true);
+  strictEqual(matchesFilter("battery/+/Soc", "battery/256/Soc/x"), false);
+  strictEqual(matchesFilter("battery/+/Soc", "battery/256"), false);
+  strictEqual(matchesFilter("system/0/#", "system/0/Dc/Battery/Soc"), true);
+  strictEqual(matchesFilter("system/0/#", "system/0"), true);
+  strictEqual(matchesFilter("system/0/#", "system/1/Dc"), false);
+  strictEqual(matchesFilter("#", "anything/at/all"), true);
 });

@@ -7,9 +7,10 @@ export class BridgeProcess {
   readonly #process: Deno.ChildProcess;
   readonly #done: Promise<void>;
 
-  constructor(args: string[]) {
-    this.#process = new Deno.Command(Deno.execPath(), {
-      args: [...startCommand(), ...args],
+  /** `command` runs the bridge; the `start` task's by default. */
+  constructor(args: string[], command = [Deno.execPath(), ...startCommand()]) {
+    this.#process = new Deno.Command(command[0], {
+      args: [...command.slice(1), ...args],
       stdout: "piped",
       stderr: "piped",
       cwd: ROOT,
@@ -62,8 +63,8 @@ export class BridgeProcess {
 
 export const ROOT = new URL("../..", import.meta.url).pathname;
 
-/** `deno run <permissions> main.ts` from the start task, without "deno". */
-function startCommand(): string[] {
+/** `run <permissions> main.ts` from the start task: what follows "deno". */
+export function startCommand(): string[] {
   const config = JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`));
   return (config.tasks.start as string).split(/\s+/).slice(1);
 }

@@ -28,6 +28,8 @@ export interface GxOptions {
   waitForScan?: boolean;
   /** The bridge reaches the broker over WebSockets. */
   websockets?: boolean;
+  /** How to run the bridge (default: the `start` task), e.g. ["node", "dist/dbus-mqtt.js"]. */
+  command?: string[];
 }
 
 export class Gx {
@@ -55,7 +57,7 @@ export class Gx {
       PORTAL_ID,
       ...(options.args ?? []),
     ];
-    const bridge = new BridgeProcess(args);
+    const bridge = new BridgeProcess(args, options.command);
     const gx = new Gx(bus, broker, sim, bridge, client, args);
     if (options.waitForScan ?? true) await bridge.waitForLine(/\[start\]/);
     await client.waitFor("the Serial", () => client.topics.has(gx.topic("system", 0, "/Serial")));

@@ -1,0 +1,157 @@
+/**
+ * `dbus-mqtt watch`: the client a user reaches for first. It finds the GX on
+ * the broker, keeps it alive, and shows every value as it changes: a table
+ * on a terminal, a line (or JSON record) per message otherwise. When nothing
+ * comes, it says what is missing instead of staying silent.
+ */
+import process from "node:process";
+import mqtt from "mqtt";
+import { connectOptions } from "./mqtt_link.ts";
+import type { WatchOptions } from "./options.ts";
+import { fullPublishCompletedTopic, heartbeatTopic, matchesFilter } from "./topics.ts";
+import { changeLine, jsonLine, renderTable, type Row, shortTopic } from "./watch_view.ts";
+
+const SERIALS = "N/+/system/0/Serial";
+/** How long to wait for the Serial or the first values before explaining. */
+const HINT_AFTER_MS = 5000;
+const REDRAW_MS = 200;
+
+export interface Terminal {
+  write(text: string): void;
+  /** Columns and rows when the output is a terminal; undefined when piped. */
+  size(): { columns: number; rows: number } | undefined;
+}
+
+export const processTerminal: Terminal = {
+  write: (text) => process.stdout.write(text),
+  size: () =>
+    process.stdout.isTTY
+      ? { columns: process.stdout.columns || 80, rows: process.stdout.rows || 24 }
+      : undefined,
+};
+
+/** Runs until Ctrl-C, SIGTERM or `stop` is aborted; resolves to the exit code. */
+export function watch(
+  options: WatchOptions,
+  terminal: Terminal = processTerminal,
+  stop?: AbortSignal,
+): Promise<number> {
+  const say = (message: string) => console.error(`watch: ${message}`);
+  const token = `watch-${Math.random().toString(36).slice(2, 10)}`;
+  const rows = new Map<string, Row>();
+  const timers: ReturnType<typeof setTimeout>[] = [];
+  let portalId = options.portalId;
+  let values = 0;
+  let complete = false;
+  let lastHeartbeat = 0;
+  let redraw: ReturnType<typeof setTimeout> | undefined;
+  let waiting: ReturnType<typeof setTimeout> | undefined;
+
+  const client = mqtt.connect(
+    options.mqttUrl,
+    connectOptions(options, `dbus-mqtt-watch_${token.slice(6)}`),
+  );
+  say(`connecting to ${options.mqttUrl}`);
+
+  client.on("connect", () => {
+    if (portalId) return follow(portalId);
+    say(`connected; waiting for a GX's retained ${SERIALS}`);
+    client.subscribe(SERIALS);
+    waiting = setTimeout(() =>
+      say(
+        `no GX on this broker yet: nothing publishes ${SERIALS}. Is dbus-mqtt running and ` +
+          `connected to ${options.mqttUrl}?`,
+      ), HINT_AFTER_MS);
+  });
+  client.on("error", (error) => say(`broker: ${error.message}`));
+  client.on("offline", () => say("broker connection lost; reconnecting"));
+
+  client.on("message", (topic, buffer) => {
+    const payload = buffer.toString();
+    if (!portalId) {
+      portalId = topic.split("/")[1];
+      say(`found GX ${portalId} (when the broker serves several, pick one with --portal-id)`);
+      clearTimeout(waiting);
+      client.unsubscribe(SERIALS);
+      return follow(portalId);
+    }
+    if (!topic.startsWith(`N/${portalId}/`)) return;
+    if (topic === heartbeatTopic(portalId)) {
+      lastHeartbeat = Date.now();
+      return scheduleRedraw();
+    }
+    if (topic === fullPublishCompletedTopic(portalId)) {
+      if (!complete && payload.includes(`"${token}"`)) {
+        complete = true;
+        say(`${values} values: the complete picture; changes follow`);
+      }
+      return scheduleRedraw();
+    }
+    const short = shortTopic(topic);
+    if (options.filters.length && !options.filters.some((f) => matchesFilter(f, short))) return;
+    values++;
+    show(topic, short, payload);
+  });
+
+  function follow(id: string): void {
+    client.subscribe(`N/${id}/#`, () => {
+      const keepAlive = (options: unknown[]) =>
+        client.publish(`R/${id}/keepalive`, JSON.stringify({ "keepalive-options": options }));
+      keepAlive([{ "full-publish-completed-echo": token }]);
+      say(`watching ${id}; keep-alive sent, every ${options.keepAliveSeconds} s from now on`);
+      timers.push(
+        setInterval(() => keepAlive(["suppress-republish"]), options.keepAliveSeconds * 1000),
+        setTimeout(() => {
+          if (values === 0) {
+            say(
+              `no values after the keep-alive. Is the bridge for ${id} connected to this broker` +
+                (options.filters.length ? ", and does --filter match anything?" : "?"),
+            );
+          }
+        }, HINT_AFTER_MS),
+      );
+    });
+  }
+
+  function show(topic: string, short: string, payload: string): void {
+    if (options.json) return terminal.write(jsonLine(topic, payload) + "\n");
+    if (!terminal.size()) return terminal.write(changeLine(topic, payload) + "\n");
+    if (payload === "") rows.delete(short);
+    else {rows.set(short, {
+        text: changeLine(topic, payload).slice(short.length + 1),
+        changedAt: Date.now(),
+      });}
+    scheduleRedraw();
+  }
+
+  function scheduleRedraw(): void {
+    const size = terminal.size();
+    if (!size || options.json || redraw !== undefined) return;
+    redraw = setTimeout(() => {
+      redraw = undefined;
+      const beat = lastHeartbeat
+        ? `heartbeat ${Math.round((Date.now() - lastHeartbeat) / 1000)} s ago`
+        : "no heartbeat yet";
+      const status = `dbus-mqtt watch ${portalId} on ${options.mqttUrl}: ${rows.size} values, ` +
+        `${complete ? "complete" : "loading"}, ${beat}  (Ctrl-C quits)`;
+      const lines = renderTable({
+        status,
+        rows,
+        width: size.columns,
+        height: size.rows,
+        now: Date.now(),
+      });
+      terminal.write("\x1b[H\x1b[2J" + lines.join("\n") + "\n");
+    }, REDRAW_MS);
+  }
+
+  return new Promise((resolve) => {
+    const end = () => {
+      [...timers, waiting, redraw].forEach(clearTimeout);
+      client.end(true, () => resolve(0));
+    };
+    process.once("SIGINT", end);
+    process.once("SIGTERM", end);
+    stop?.addEventListener("abort", end);
+  });
+}

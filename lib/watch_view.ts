@@ -1,0 +1,80 @@
+/**
+ * What `dbus-mqtt watch` shows, as pure functions: the short name of a
+ * topic, a value exactly as published, a line per change, a JSON record, and
+ * the in-place table for a terminal.
+ */
+
+/** `N/<id>/battery/256/Soc` -> `battery/256/Soc`. */
+export function shortTopic(topic: string): string {
+  return topic.split("/").slice(2).join("/");
+}
+
+/**
+ * The payload's value exactly as published (`12.0` stays `12.0`), with any
+ * members after it (`50, "min": 0, "max": 100`); other payloads as they are.
+ */
+export function valueText(payload: string): string {
+  const match = /^\{\s*"value"\s*:\s*([\s\S]*)\}$/.exec(payload);
+  return match ? match[1].trimEnd() : payload;
+}
+
+/** One line per message when the output is not a terminal. */
+export function changeLine(topic: string, payload: string): string {
+  return `${shortTopic(topic)} ${payload === "" ? "(removed)" : valueText(payload)}`;
+}
+
+/** One JSON object per message: the topic plus the payload's members, value text untouched. */
+export function jsonLine(topic: string, payload: string): string {
+  const head = `{"topic": ${JSON.stringify(topic)}`;
+  if (payload === "") return `${head}, "removed": true}`;
+  try {
+    const parsed = JSON.parse(payload);
+    if (parsed !== null && typeof parsed === "object" && !Array.isArray(parsed)) {
+      const rest = payload.trim().slice(1).trimStart();
+      return rest === "}" ? `${head}}` : `${head}, ${rest}`;
+    }
+  } catch { /* not JSON: passed on as text */ }
+  return `${head}, "payload": ${JSON.stringify(payload)}}`;
+}
+
+export interface Row {
+  text: string;
+  /** When the value last changed (ms). */
+  changedAt: number;
+}
+
+export interface TableView {
+  status: string;
+  rows: Map<string, Row>;
+  width: number;
+  height: number;
+  now: number;
+}
+
+/** Rows changed this recently are marked. */
+export const FRESH_MS = 1500;
+
+/**
+ * The screen: a status line, then `topic  value` rows sorted by topic, as
+ * many as fit, each cut to the width; recently changed rows start with `*`.
+ */
+export function renderTable(view: TableView): string[] {
+  const topics = [...view.rows.keys()].sort();
+  const room = Math.max(1, view.height - 2);
+  const shown = topics.length > room ? topics.slice(0, room - 1) : topics;
+  const nameWidth = Math.min(
+    Math.max(10, ...shown.map((t) => t.length)),
+    Math.floor(view.width / 2),
+  );
+  const lines = [view.status.slice(0, view.width), ""];
+  for (const topic of shown) {
+    const row = view.rows.get(topic)!;
+    const mark = view.now - row.changedAt < FRESH_MS ? "*" : " ";
+    const name = topic.length > nameWidth ? topic.slice(0, nameWidth - 1) + "~" : topic;
+    lines.push(`${mark} ${name.padEnd(nameWidth)}  ${row.text}`.slice(0, view.width));
+  }
+  if (shown.length < topics.length) {
+    lines.push(`  ... ${topics.length - shown.length} more: narrow it with --filter`);
+  }
+  return lines;
+}

@@ -1,0 +1,47 @@
+/**
+ * Integration: `deno task bundle` makes one JavaScript file that runs the
+ * bridge unchanged under Deno (with the start task's permissions) and under
+ * Node: keep-alive, read and write round trips through each.
+ */
+import { strictEqual } from "node:assert";
+import dbus from "dbus-next";
+import { VERSION } from "../lib/version.ts";
+import { ROOT, startCommand } from "./support/bridge.ts";
+import { PV, pvInverter, withGx } from "./support/gx.ts";
+
+const { Variant } = dbus;
+const BUNDLE = `${ROOT}dist/dbus-mqtt.js`;
+
+const built = (async () => {
+  const task = await new Deno.Command(Deno.execPath(), { args: ["task", "bundle"], cwd: ROOT })
+    .output();
+  strictEqual(task.code, 0, new TextDecoder().decode(task.stderr));
+})();
+
+const runtimes: [string, string[]][] = [
+  ["deno", [Deno.execPath(), ...startCommand().map((a) => a === "main.ts" ? BUNDLE : a)]],
+  ["node", ["node", BUNDLE]],
+];
+
+for (const [runtime, command] of runtimes) {
+  Deno.test(`the bundle runs under ${runtime}: keep-alive, read and write`, async () => {
+    await built;
+    await withGx({ services: [pvInverter(100)], command }, async (gx) => {
+      const topic = gx.topic("pvinverter", 20, "/Ac/Power");
+      await gx.wake(topic);
+      strictEqual(gx.client.value(topic), 100);
+      gx.sim.get(PV).items.set("/Ac/Power", new Variant("i", 150));
+      await gx.read("pvinverter", 20, "/Ac/Power");
+      await gx.client.waitFor("the read value", () => gx.client.value(topic) === 150);
+      await gx.write("pvinverter", 20, "/Ac/Power", '{"value": 250.0}');
+      await gx.client.waitFor("the written value", () => gx.client.value(topic) === 250);
+      strictEqual(gx.client.topics.get(topic), '{"value": 250.0}');
+    });
+  });
+}
+
+Deno.test("the bundle prints its version under node", async () => {
+  await built;
+  const out = await new Deno.Command("node", { args: [BUNDLE, "--version"] }).output();
+  strictEqual(new TextDecoder().decode(out.stdout).trim(), VERSION);
+});

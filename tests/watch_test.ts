@@ -1,0 +1,72 @@
+/** Integration: `dbus-mqtt watch` against a running bridge, as a user runs it. */
+import { deepStrictEqual, strictEqual } from "node:assert";
+import dbus from "dbus-next";
+import { BridgeProcess } from "./support/bridge.ts";
+import { startBroker } from "./support/broker.ts";
+import { PORTAL_ID, PV, pvInverter, withGx } from "./support/gx.ts";
+
+const { Variant } = dbus;
+const BATTERY = "com.victronenergy.battery.ttyO0";
+const battery = {
+  name: BATTERY,
+  items: { "/DeviceInstance": 256, "/Soc": 58.5, "/Dc/0/Voltage": new Variant("d", 52) },
+};
+
+Deno.test("watch finds the GX, keeps it alive and prints a line per change", async () => {
+  await withGx({ services: [pvInverter(100), battery], args: ["-k", "2"] }, async (gx) => {
+    const watch = new BridgeProcess(["watch", "--mqtt", gx.broker.url, "-k", "1"]);
+    try {
+      await watch.waitForLine(new RegExp(`found GX ${PORTAL_ID}`));
+      await watch.waitForLine(/^pvinverter\/20\/Ac\/Power 100$/);
+      await watch.waitForLine(/^battery\/256\/Dc\/0\/Voltage 52\.0$/);
+      // Serial, and two values plus /DeviceInstance of each service.
+      await watch.waitForLine(/^watch: 6 values: the complete picture/);
+      // Its keep-alives hold the bridge alive past its 2 s interval.
+      for (const power of [200, 300, 400]) {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        gx.sim.get(PV).set("/Ac/Power", power);
+        await watch.waitForLine(new RegExp(`^pvinverter/20/Ac/Power ${power}$`));
+      }
+    } finally {
+      strictEqual((await watch.stop()).code, 0);
+    }
+  });
+});
+
+Deno.test("watch --filter and --json: only matching topics, one JSON record each", async () => {
+  await withGx({ services: [pvInverter(100), battery] }, async (gx) => {
+    const watch = new BridgeProcess([
+      "watch",
+      "--mqtt",
+      gx.broker.url,
+      "--portal-id",
+      PORTAL_ID,
+      "--filter",
+      "battery/+/Soc",
+      "--json",
+    ]);
+    try {
+      await watch.waitForLine(/"topic"/);
+      gx.sim.get(BATTERY).set("/Soc", new Variant("d", 60));
+      await watch.waitForLine(/"value": 60\.0/);
+      const records = watch.lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+      deepStrictEqual(records, [
+        { topic: `N/${PORTAL_ID}/battery/256/Soc`, value: 58.5 },
+        { topic: `N/${PORTAL_ID}/battery/256/Soc`, value: 60 },
+      ]);
+    } finally {
+      await watch.stop();
+    }
+  });
+});
+
+Deno.test("watch explains an empty broker instead of staying silent", async () => {
+  const broker = await startBroker();
+  const watch = new BridgeProcess(["watch", "--mqtt", broker.url]);
+  try {
+    await watch.waitForLine(/no GX on this broker yet: nothing publishes N\/\+\/system\/0\/Serial/);
+  } finally {
+    await watch.stop();
+    await broker.stop();
+  }
+});

@@ -1,0 +1,34 @@
+import { deepStrictEqual, strictEqual } from "node:assert";
+import { changeLine, jsonLine, renderTable, type Row, valueText } from "../lib/watch_view.ts";
+
+const T = "N/e0ff50a097c0/battery/256/Soc";
+
+Deno.test("values are shown exactly as published", () => {
+  strictEqual(valueText('{"value": 12.0}'), "12.0");
+  strictEqual(valueText('{"value": 50, "min": 0, "max": 100}'), '50, "min": 0, "max": 100');
+  strictEqual(valueText("not json"), "not json");
+  strictEqual(changeLine(T, '{"value": null}'), "battery/256/Soc null");
+  strictEqual(changeLine(T, ""), "battery/256/Soc (removed)");
+});
+
+Deno.test("JSON records keep the payload's members and value text", () => {
+  strictEqual(jsonLine(T, '{"value": 12.0}'), `{"topic": "${T}", "value": 12.0}`);
+  strictEqual(jsonLine(T, "{}"), `{"topic": "${T}"}`);
+  strictEqual(jsonLine(T, ""), `{"topic": "${T}", "removed": true}`);
+  strictEqual(jsonLine(T, "[1]"), `{"topic": "${T}", "payload": "[1]"}`);
+  deepStrictEqual(JSON.parse(jsonLine(T, '{"value": "a\\"b"}')), { topic: T, value: 'a"b' });
+});
+
+Deno.test("the table fits the terminal and marks fresh rows", () => {
+  const rows = new Map<string, Row>([
+    ["b/0/X", { text: "2", changedAt: 0 }],
+    ["a/0/Y", { text: "1", changedAt: 9_000 }],
+    ["c/0/Z", { text: "3", changedAt: 0 }],
+  ]);
+  deepStrictEqual(
+    renderTable({ status: "status", rows, width: 40, height: 10, now: 10_000 }),
+    ["status", "", "* a/0/Y       1", "  b/0/X       2", "  c/0/Z       3"],
+  );
+  const small = renderTable({ status: "s", rows, width: 12, height: 4, now: 10_000 });
+  deepStrictEqual(small, ["s", "", "* a/0/Y   1", "  ... 2 more: narrow it with --filter"]);
+});
