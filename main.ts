@@ -105,7 +105,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
   const paths = [...state.services.values()].reduce((n, s) => n + s.items.size, 0);
   log.info(
     "start",
-    `bus ${options.dbusName}, broker ${options.mqttUrl}, portal id ${portalId}, ` +
+    `bus ${options.dbusName}, broker ${options.mqttName}, portal id ${portalId}, ` +
       `${state.services.size} services, ${paths} paths, keep-alive ` +
       (keepAlive.intervalMs ? `${options.keepAliveSeconds} s` : "off (always publishing)") +
       (options.retain ? "" : ", values not retained"),
@@ -189,7 +189,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
   // ------------------------------------------------------------- MQTT side
 
   function connected(): void {
-    log.info("mqtt", `connected to ${options.mqttUrl}`);
+    log.info("mqtt", `connected to ${options.mqttName}`);
     link.publish(serial, payload(JSON.stringify(portalId)), true);
     if (keepAlive.alive) publishAll();
   }

@@ -16,6 +16,8 @@ import { VERSION } from "./version.ts";
 /** How to reach the broker; the bridge and `watch` share these options. */
 export interface BrokerOptions {
   mqttUrl: string;
+  /** The URL as logs show it: without a password. */
+  mqttName: string;
   mqttUser?: string;
   mqttPassword?: string;
   mqttCaFile?: string;
@@ -91,8 +93,10 @@ function brokerOptions(
   },
   env: Record<string, string | undefined>,
 ): BrokerOptions {
+  const mqttUrl = o.mqtt ? checkUrl(o.mqtt) : serverUrl(o.mqttServer, !!o.mqttCertificate);
   return {
-    mqttUrl: o.mqtt ? checkUrl(o.mqtt) : serverUrl(o.mqttServer, !!o.mqttCertificate),
+    mqttUrl,
+    mqttName: withoutPassword(mqttUrl),
     mqttUser: o.mqttUser,
     mqttPassword: o.mqttPassword ?? env[PASSWORD_ENV],
     mqttCaFile: o.mqttCertificate,
@@ -272,6 +276,14 @@ function checkFilter(pattern: string): string {
     throw new InvalidArgumentError("expected an MQTT pattern such as battery/+/Soc or system/0/#");
   }
   return pattern;
+}
+
+/** Secrets never reach a log line, not even one given inside the URL. */
+function withoutPassword(url: string): string {
+  const parsed = new URL(url);
+  if (!parsed.password) return url;
+  parsed.password = "***";
+  return parsed.href;
 }
 
 function checkPortalId(id: string): string {

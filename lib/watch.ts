@@ -51,7 +51,7 @@ export function watch(
     options.mqttUrl,
     connectOptions(options, `dbus-mqtt-watch_${token.slice(6)}`),
   );
-  say(`connecting to ${options.mqttUrl}`);
+  say(`connecting to ${options.mqttName}`);
 
   client.on("connect", () => {
     if (portalId) return follow(portalId);
@@ -60,7 +60,7 @@ export function watch(
     waiting = setTimeout(() =>
       say(
         `no GX on this broker yet: nothing publishes ${SERIALS}. Is dbus-mqtt running and ` +
-          `connected to ${options.mqttUrl}?`,
+          `connected to ${options.mqttName}?`,
       ), HINT_AFTER_MS);
   });
   client.on("error", (error) => say(`broker: ${error.message}`));
@@ -132,7 +132,7 @@ export function watch(
       const beat = lastHeartbeat
         ? `heartbeat ${Math.round((Date.now() - lastHeartbeat) / 1000)} s ago`
         : "no heartbeat yet";
-      const status = `dbus-mqtt watch ${portalId} on ${options.mqttUrl}: ${rows.size} values, ` +
+      const status = `dbus-mqtt watch ${portalId} on ${options.mqttName}: ${rows.size} values, ` +
         `${complete ? "complete" : "loading"}, ${beat}  (Ctrl-C quits)`;
       const lines = renderTable({
         status,

@@ -46,7 +46,14 @@ Drive it from another terminal (mosquitto-clients):
 // `dbus-mqtt watch` shows it: a live table on a terminal, a line per change when piped.
 const stopWatch = new AbortController();
 const watching = watch(
-  { mqttUrl: broker.url, portalId: PORTAL_ID, filters, json: false, keepAliveSeconds: 30 },
+  {
+    mqttUrl: broker.url,
+    mqttName: broker.url,
+    portalId: PORTAL_ID,
+    filters,
+    json: false,
+    keepAliveSeconds: 30,
+  },
   processTerminal,
   stopWatch.signal,
 );

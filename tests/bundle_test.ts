@@ -6,17 +6,12 @@
 import { strictEqual } from "node:assert";
 import dbus from "dbus-next";
 import { VERSION } from "../lib/version.ts";
-import { ROOT, startCommand } from "./support/bridge.ts";
+import { startCommand } from "./support/bridge.ts";
+import { buildBundle } from "./support/bundle.ts";
 import { PV, pvInverter, withGx } from "./support/gx.ts";
 
 const { Variant } = dbus;
-const BUNDLE = `${ROOT}dist/dbus-mqtt.js`;
-
-const built = (async () => {
-  const task = await new Deno.Command(Deno.execPath(), { args: ["task", "bundle"], cwd: ROOT })
-    .output();
-  strictEqual(task.code, 0, new TextDecoder().decode(task.stderr));
-})();
+const BUNDLE = await buildBundle();
 
 const runtimes: [string, string[]][] = [
   ["deno", [Deno.execPath(), ...startCommand().map((a) => a === "main.ts" ? BUNDLE : a)]],
@@ -25,7 +20,6 @@ const runtimes: [string, string[]][] = [
 
 for (const [runtime, command] of runtimes) {
   Deno.test(`the bundle runs under ${runtime}: keep-alive, read and write`, async () => {
-    await built;
     await withGx({ services: [pvInverter(100)], command }, async (gx) => {
       const topic = gx.topic("pvinverter", 20, "/Ac/Power");
       await gx.wake(topic);
@@ -41,7 +35,6 @@ for (const [runtime, command] of runtimes) {
 }
 
 Deno.test("the bundle prints its version under node", async () => {
-  await built;
   const out = await new Deno.Command("node", { args: [BUNDLE, "--version"] }).output();
   strictEqual(new TextDecoder().decode(out.stdout).trim(), VERSION);
 });

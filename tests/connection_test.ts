@@ -1,5 +1,5 @@
 /** Integration: the broker restarting, the bus going away, the command line. */
-import { strictEqual } from "node:assert";
+import { deepStrictEqual, strictEqual } from "node:assert";
 import dbus from "dbus-next";
 import { startBroker } from "./support/broker.ts";
 import { BridgeProcess } from "./support/bridge.ts";
@@ -78,4 +78,32 @@ Deno.test("an unreachable bus is a clear error, exit code 1", async () => {
   strictEqual((await bridge.status).code, 1);
   await bridge.stop();
   await bridge.waitForLine(/ERROR \[dbus\] cannot connect to unix:path=\/nonexistent\/bus/);
+});
+
+Deno.test("secrets never reach the log, not even with --debug", async () => {
+  await withGx({ services: [pvInverter()], waitForScan: false }, async (gx) => {
+    await gx.bridge.stop();
+    const url = gx.broker.url.replace("mqtt://", "mqtt://me:url-s3cret@");
+    const bridge = new BridgeProcess([
+      "--dbus",
+      gx.bus.address,
+      "--mqtt",
+      url,
+      "-P",
+      "option-s3cret",
+      "--portal-id",
+      PORTAL_ID,
+      "--debug",
+    ]);
+    try {
+      await bridge.waitForLine(/\[start\]/);
+      await gx.wake(gx.topic("pvinverter", 20, "/Ac/Power"));
+      await gx.write("pvinverter", 20, "/Ac/Power", '{"value": 1}');
+      await bridge.waitForLine(/SetValue/);
+      strictEqual(bridge.lines.some((l) => l.includes("me:***@127.0.0.1")), true);
+      deepStrictEqual(bridge.lines.filter((l) => l.includes("s3cret")), []);
+    } finally {
+      await bridge.stop();
+    }
+  });
 });
