@@ -2,8 +2,8 @@
  * A real MQTT broker for one test on a free loopback port: Mosquitto when it
  * is installed (CI installs it), else an embedded aedes broker.
  */
-import { createServer, type Server } from "node:net";
-import { createWebSocketStream, WebSocketServer } from "ws";
+import { connect, createServer, type Server } from "node:net";
+import { WebSocketServer } from "ws";
 
 export interface Broker {
   kind: "mosquitto" | "aedes";
@@ -88,14 +88,23 @@ async function startMosquitto(port: number, wsPort?: number): Promise<Broker> {
 }
 
 async function startAedes(port: number, wsPort?: number): Promise<Broker> {
-  const { Aedes } = await import("aedes");
-  const aedes = await Aedes.createBroker();
+  // aedes 1.x drops retained messages on their way to live subscribers; 0.51 delivers them.
+  const { default: aedesModule } = await import("aedes");
+  // The module is the factory itself (CommonJS); its typings describe a class.
+  const aedes = (aedesModule as unknown as typeof import("aedes").createBroker)();
   const server: Server = createServer(aedes.handle);
   await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
   let wsServer: WebSocketServer | undefined;
   if (wsPort) {
+    // MQTT over WebSockets in front of the TCP listener: binary frames both ways.
     wsServer = new WebSocketServer({ host: "127.0.0.1", port: wsPort });
-    wsServer.on("connection", (socket) => aedes.handle(createWebSocketStream(socket) as never));
+    wsServer.on("connection", (socket) => {
+      const tcp = connect(port, "127.0.0.1");
+      socket.on("message", (data) => tcp.write(data as Uint8Array));
+      tcp.on("data", (data) => socket.send(data));
+      socket.on("close", () => tcp.destroy());
+      tcp.on("close", () => socket.close());
+    });
     await new Promise((resolve) => wsServer!.once("listening", resolve));
   }
   return {
