@@ -1,0 +1,341 @@
+/**
+ * `deno task bench`: how fast and lean the bridge is, on a private
+ * dbus-daemon, Mosquitto (else aedes) and a simulated GX of S services x P
+ * paths, with the bridge as its own process. Prints a table and one JSON line.
+ *
+ *   deno task bench                                  20 x 500 = 10,000 paths
+ *   deno task bench -- --services 10 --paths 100 --seconds 2 --loads 2k,40k
+ *   deno task bench -- --bridge 'node dist/dbus-mqtt.js' --bridge 'python3 dbus_mqtt.py
+ *       --dbus {dbus} -q {host}:{port}'
+ *
+ * A --bridge command gets `--dbus <address> --mqtt <url> --portal-id <id>`
+ * appended unless it places {dbus}, {mqtt}, {host}, {port} or {portal} itself.
+ * Phases, each timed from the subscriber's side:
+ * - start: bridge spawned -> a subscriber holds every value (keep-alives sent until then);
+ * - full publish: keep-alive -> every value received again;
+ * - sustained load: values change at fixed rates, as single-path
+ *   PropertiesChanged and as 50-path ItemsChanged; each value carries its send
+ *   time, so the subscriber measures latency; every path's last value must
+ *   arrive (dropping intermediate values is allowed and reported);
+ * - the bridge's CPU time (user+system, /proc) per 1,000 changes, and its peak RSS.
+ */
+import dbus from "dbus-next";
+import mqtt from "mqtt";
+import { GxSim, type ServiceSpec, type SimService } from "./gx_sim.ts";
+import { startBroker } from "../tests/support/broker.ts";
+import { startDbusDaemon } from "../tests/support/dbus_daemon.ts";
+
+const { Variant } = dbus;
+const PORTAL_ID = "b0b0b0b0b0b0";
+const BATCH = 50;
+const TICK_MS = 10;
+
+interface Load {
+  name: string;
+  /** Changed values per second. */
+  rate: number;
+  batch: boolean;
+}
+
+interface LoadResult {
+  load: string;
+  sent: number;
+  sentPerS: number;
+  received: number;
+  lostPaths: number;
+  p50Ms: number;
+  p99Ms: number;
+  cpuMsPer1k: number;
+}
+
+interface BridgeResult {
+  bridge: string;
+  startS: number;
+  fullPublishS: number;
+  loads: LoadResult[];
+  peakRssMb: number;
+}
+
+// ------------------------------------------------------------------ options
+
+function flag(name: string, fallback: string): string {
+  const at = Deno.args.indexOf(`--${name}`);
+  return at >= 0 ? Deno.args[at + 1] : fallback;
+}
+
+const services = Number(flag("services", "20"));
+const pathsPer = Number(flag("paths", "500"));
+const seconds = Number(flag("seconds", "3"));
+const bridges = Deno.args.flatMap((arg, i) => Deno.args[i - 1] === "--bridge" ? [arg] : []);
+const ROOT = new URL("..", import.meta.url).pathname;
+if (bridges.length === 0) bridges.push(defaultBridge());
+
+const LOADS: Load[] = [
+  { name: "1k/s single", rate: 1000, batch: false },
+  { name: "2k/s single", rate: 2000, batch: false },
+  { name: "10k/s single", rate: 10_000, batch: false },
+  { name: "20k/s single", rate: 20_000, batch: false },
+  { name: "10k/s in batches of 50", rate: 10_000, batch: true },
+  { name: "40k/s in batches of 50", rate: 40_000, batch: true },
+];
+
+const only = flag("loads", "").split(",").filter(Boolean);
+const chosenLoads = only.length
+  ? LOADS.filter((l) => only.some((o) => l.name.startsWith(o)))
+  : LOADS;
+
+/** `deno run <the start task's permissions> main.ts`. */
+function defaultBridge(): string {
+  const config = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
+  return `${Deno.execPath()} ${(config.tasks.start as string).replace(/^deno /, "")}`;
+}
+
+// ------------------------------------------------------------------ the world
+
+const bus = await startDbusDaemon();
+const broker = await startBroker();
+const specs: ServiceSpec[] = [];
+for (let s = 0; s < services; s++) {
+  const items: ServiceSpec["items"] = { "/DeviceInstance": s };
+  for (let p = 0; p < pathsPer; p++) items[`/Bench/Value${p}`] = new Variant("d", 0);
+  specs.push({ name: `com.victronenergy.battery.bench${s}`, items });
+}
+const sim = await GxSim.start(bus.address, specs);
+const simServices = [...sim.services.values()];
+const total = services * (pathsPer + 1);
+const topicOf = (s: number, p: number) => `N/${PORTAL_ID}/battery/${s}/Bench/Value${p}`;
+
+/** The subscriber: latest payload per topic, and a hook per message. */
+const subscriber = await mqtt.connectAsync(broker.url, { clientId: "bench-subscriber" });
+const latest = new Map<string, string>();
+let onMessage: (topic: string, payload: string) => void = () => {};
+subscriber.on("message", (topic, payload) => {
+  const text = payload.toString();
+  if (text === "") latest.delete(topic);
+  else latest.set(topic, text);
+  onMessage(topic, text);
+});
+await subscriber.subscribeAsync(`N/${PORTAL_ID}/#`);
+const keepAlive = (options = "") => subscriber.publishAsync(`R/${PORTAL_ID}/keepalive`, options);
+
+console.error(
+  `bench: ${services} services x ${pathsPer} paths (${total} values), ${broker.kind}, ` +
+    `${seconds} s per load`,
+);
+const results: BridgeResult[] = [];
+for (const command of bridges) results.push(await measure(command));
+print(results);
+await subscriber.endAsync();
+sim.stop();
+await broker.stop();
+await bus.stop();
+
+// ------------------------------------------------------------------ phases
+
+async function measure(command: string): Promise<BridgeResult> {
+  await clearRetained();
+  const started = performance.now();
+  const bridge = spawn(command);
+  const { pid } = bridge;
+  try {
+    const valueTopics = () => [...latest.keys()].filter((t) => t.includes("/battery/")).length;
+    // Keep-alives until the bridge is up (one sent before it subscribed is lost), then wait.
+    const asking = setInterval(() => keepAlive(), 20);
+    await until(() => valueTopics() > 0, 60_000, "the first value after start").finally(() =>
+      clearInterval(asking)
+    );
+    await until(() => valueTopics() >= total, 60_000, "every value after start");
+    const startS = (performance.now() - started) / 1000;
+    await quiet();
+
+    const fullPublishS = await fullPublish();
+    const renew = setInterval(
+      () => keepAlive('{"keepalive-options": ["suppress-republish"]}'),
+      5000,
+    );
+    const loads: LoadResult[] = [];
+    try {
+      for (const load of chosenLoads) {
+        await quiet();
+        loads.push(await sustain(load, pid));
+      }
+    } finally {
+      clearInterval(renew);
+    }
+    const peakRssMb = peakRss(pid);
+    return { bridge: command, startS, fullPublishS, loads, peakRssMb };
+  } finally {
+    bridge.kill("SIGTERM");
+    await bridge.status;
+  }
+}
+
+async function fullPublish(): Promise<number> {
+  const seen = new Set<string>();
+  onMessage = (topic) => topic.includes("/battery/") && seen.add(topic);
+  const t0 = performance.now();
+  await keepAlive();
+  await until(() => seen.size >= total, 30_000, "a full publish");
+  onMessage = () => {};
+  return (performance.now() - t0) / 1000;
+}
+
+async function sustain(load: Load, pid: number): Promise<LoadResult> {
+  const latencies: number[] = [];
+  let received = 0;
+  const epoch = performance.timeOrigin + performance.now();
+  onMessage = (topic, payload) => {
+    if (!topic.includes("/Bench/")) return;
+    const sentAt = Number(payload.slice(10, -1)); // {"value": <ms>}
+    if (!(sentAt >= epoch)) return; // from before this load
+    received++;
+    latencies.push(performance.timeOrigin + performance.now() - sentAt);
+  };
+  const last = new Map<string, number>();
+  let cursor = 0;
+  let batchNo = 0;
+  const next = (): [SimService, number, string] => {
+    const s = cursor % services;
+    const p = Math.floor(cursor / services) % pathsPer;
+    cursor++;
+    return [simServices[s], p, topicOf(s, p)];
+  };
+  const cpu0 = cpuMs(pid);
+  const t0 = performance.now();
+  let sent = 0;
+  while (performance.now() - t0 < seconds * 1000) {
+    const due = Math.floor(((performance.now() - t0) / 1000) * load.rate);
+    while (sent < due) {
+      const stamp = performance.timeOrigin + performance.now();
+      if (load.batch) {
+        const s = batchNo % services;
+        const first = (Math.floor(batchNo / services) * BATCH) % pathsPer;
+        batchNo++;
+        const batch: Record<string, InstanceType<typeof Variant>> = {};
+        for (let i = 0; i < BATCH; i++) {
+          const p = (first + i) % pathsPer;
+          batch[`/Bench/Value${p}`] = new Variant("d", stamp);
+          last.set(topicOf(s, p), stamp);
+        }
+        simServices[s].setMany(batch);
+        sent += BATCH;
+      } else {
+        const [service, p, topic] = next();
+        service.set(`/Bench/Value${p}`, new Variant("d", stamp));
+        last.set(topic, stamp);
+        sent++;
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, TICK_MS));
+  }
+  const elapsed = (performance.now() - t0) / 1000;
+  // Numbers, not text: a whole stamp is published as "<n>.0".
+  const holds = (topic: string, stamp: number) =>
+    Number(latest.get(topic)?.slice(10, -1)) === stamp;
+  const arrived = () => [...last].every(([topic, stamp]) => holds(topic, stamp));
+  await until(arrived, 15_000, "").catch(() => {});
+  const cpu = cpuMs(pid) - cpu0;
+  onMessage = () => {};
+  const lostPaths = [...last].filter(([topic, stamp]) => !holds(topic, stamp)).length;
+  latencies.sort((a, b) => a - b);
+  const pct = (q: number) =>
+    latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
+  return {
+    load: load.name,
+    sent,
+    sentPerS: Math.round(sent / elapsed),
+    received,
+    lostPaths,
+    p50Ms: pct(0.5),
+    p99Ms: pct(0.99),
+    cpuMsPer1k: (cpu / sent) * 1000,
+  };
+}
+
+// ------------------------------------------------------------------ helpers
+
+function spawn(command: string): Deno.ChildProcess {
+  const values: Record<string, string> = {
+    dbus: bus.address,
+    mqtt: broker.url,
+    host: "127.0.0.1",
+    port: String(broker.port),
+    portal: PORTAL_ID,
+  };
+  const words = command.split(/\s+/).filter(Boolean);
+  const placed = words.some((w) => /\{(dbus|mqtt|host|port|portal)\}/.test(w));
+  const args = placed
+    ? words.map((w) => w.replace(/\{(\w+)\}/g, (_, k) => values[k] ?? `{${k}}`))
+    : [...words, "--dbus", bus.address, "--mqtt", broker.url, "--portal-id", PORTAL_ID];
+  return new Deno.Command(args[0], {
+    args: args.slice(1),
+    cwd: ROOT,
+    stdout: "null",
+    stderr: "null",
+  })
+    .spawn();
+}
+
+/** Waits until nothing has arrived for 300 ms, so one phase does not spill into the next. */
+async function quiet(): Promise<void> {
+  let lastAt = performance.now();
+  const previous = onMessage;
+  onMessage = () => lastAt = performance.now();
+  await until(() => performance.now() - lastAt > 300, 30_000, "a quiet broker");
+  onMessage = previous;
+}
+
+/** Empties what a previous bridge left retained, so each starts from nothing. */
+async function clearRetained(): Promise<void> {
+  for (const topic of latest.keys()) await subscriber.publishAsync(topic, "", { retain: true });
+  await until(() => latest.size === 0, 5000, "retained topics cleared").catch(() => {});
+  latest.clear();
+}
+
+async function until(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  while (!condition()) {
+    if (performance.now() > end) throw new Error(`bench: timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/** user + system CPU of a process, in ms (from /proc/<pid>/stat, 100 ticks/s). */
+function cpuMs(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+function peakRss(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? NaN) / 1024;
+}
+
+function print(results: BridgeResult[]): void {
+  const n = (x: number, digits = 1) => Number.isFinite(x) ? x.toFixed(digits) : "-";
+  for (const r of results) {
+    console.log(`\n${r.bridge}`);
+    console.log(
+      `  start -> all ${total} values: ${n(r.startS, 2)} s   full publish: ${
+        n(r.fullPublishS, 2)
+      } s` +
+        `   peak RSS: ${n(r.peakRssMb)} MB`,
+    );
+    console.log(
+      "  load                      sent/s  received    lost  p50 ms  p99 ms  CPU ms/1k",
+    );
+    for (const l of r.loads) {
+      console.log(
+        `  ${l.load.padEnd(24)} ${String(l.sentPerS).padStart(7)} ${
+          String(l.received).padStart(9)
+        } ` +
+          `${String(l.lostPaths).padStart(7)} ${n(l.p50Ms).padStart(7)} ${
+            n(l.p99Ms).padStart(7)
+          } ` +
+          `${n(l.cpuMsPer1k).padStart(10)}`,
+      );
+    }
+  }
+  console.log(JSON.stringify({ services, paths: pathsPer, seconds, broker: broker.kind, results }));
+}
