@@ -24,7 +24,9 @@ import {
   fullPublishCompletedTopic,
   heartbeatTopic,
   isKeepAliveRequest,
+  itemName,
   type ItemRequest,
+  matchesFilter,
   parseRequest,
   requestTopics,
   serialTopic,
@@ -66,7 +68,7 @@ async function main(args: string[]): Promise<number> {
 }
 
 async function bridge(options: Options, portalId: string, log: Logger): Promise<number> {
-  const state = new BridgeState(portalId);
+  const state = new BridgeState(portalId, options.masked);
   const keepAlive = new KeepAlive(options.keepAliveSeconds * 1000);
   const serial = serialTopic(portalId);
   let expiryTimer: ReturnType<typeof setTimeout> | undefined;
@@ -93,11 +95,22 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     return 1;
   }
 
-  const link = new MqttLink(options, `dbus-mqtt_${portalId}`, requestTopics(portalId), {
-    connected,
-    request,
-    problem: (message) => log.warn("mqtt", message),
-  });
+  if (options.insecure) {
+    log.warn(
+      "mqtt",
+      "--insecure: the broker's certificate is NOT checked; anyone in between can read and write",
+    );
+  }
+  const link = new MqttLink(
+    options,
+    options.clientId ?? `dbus-mqtt_${portalId}`,
+    requestTopics(portalId),
+    {
+      connected,
+      request,
+      problem: (message) => log.warn("mqtt", message),
+    },
+  );
 
   const services = await bus.listServices();
   await Promise.all(services.map(({ name, owner }) => scan(name, owner)));
@@ -271,6 +284,15 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     req: ItemRequest,
     body: Uint8Array,
   ): Promise<void> {
+    if (options.readOnly) {
+      log.warn("write", `${topic}: refused, the bridge is read-only (--read-only)`);
+      return;
+    }
+    const name = itemName(req.type, req.instance, req.path);
+    if (options.allowWrite.length && !options.allowWrite.some((p) => matchesFilter(p, name))) {
+      log.warn("write", `${topic}: refused, ${name} matches no --allow-write pattern`);
+      return;
+    }
     const service = target(topic, req);
     if (!service) return;
     if (!service.items.has(req.path)) {

@@ -16,6 +16,7 @@ export function connectOptions(options: BrokerOptions, clientId: string): mqtt.I
     username: options.mqttUser,
     password: options.mqttPassword,
     ca: options.mqttCaFile ? readFileSync(options.mqttCaFile) : undefined,
+    rejectUnauthorized: !options.insecure,
     protocolVersion: 4,
     clean: true,
     reconnectPeriod: 1000,

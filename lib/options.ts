@@ -9,6 +9,7 @@ import {
   Option,
   type OptionValues,
 } from "@commander-js/extra-typings";
+import { readFileSync } from "node:fs";
 import { isValidFilter } from "./topics.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import { VERSION } from "./version.ts";
@@ -21,6 +22,8 @@ export interface BrokerOptions {
   mqttUser?: string;
   mqttPassword?: string;
   mqttCaFile?: string;
+  /** Accept any broker certificate (never the default). */
+  insecure: boolean;
 }
 
 export interface Options extends BrokerOptions {
@@ -31,6 +34,13 @@ export interface Options extends BrokerOptions {
   keepAliveSeconds: number;
   /** Publish values retained (the Serial always is). */
   retain: boolean;
+  /** Never call SetValue. */
+  readOnly: boolean;
+  /** MQTT patterns on `<type>/<instance>/<path>` a write must match; none = all. */
+  allowWrite: string[];
+  /** More secrets to publish as "******", as `<type>/<path>`. */
+  masked: string[];
+  clientId?: string;
   portalId?: string;
   logLevel: LogLevel;
 }
@@ -78,8 +88,16 @@ function withBrokerOptions<Args extends unknown[], Opts extends OptionValues>(
       `MQTT password; better from $${PASSWORD_ENV}, out of the process list`,
     )
     .option(
+      "--mqtt-password-file <file>",
+      "read the MQTT password from this file (first line)",
+    )
+    .option(
       "-c, --mqtt-certificate <file>",
       "CA certificate of the broker; turns TLS on, e.g. venus-ca.crt",
+    )
+    .option(
+      "--insecure",
+      "TLS without checking the broker's certificate (anyone in between can listen and write)",
     );
 }
 
@@ -89,7 +107,9 @@ function brokerOptions(
     mqtt?: string;
     mqttUser?: string;
     mqttPassword?: string;
+    mqttPasswordFile?: string;
     mqttCertificate?: string;
+    insecure?: boolean;
   },
   env: Record<string, string | undefined>,
 ): BrokerOptions {
@@ -98,9 +118,19 @@ function brokerOptions(
     mqttUrl,
     mqttName: withoutPassword(mqttUrl),
     mqttUser: o.mqttUser,
-    mqttPassword: o.mqttPassword ?? env[PASSWORD_ENV],
+    mqttPassword: o.mqttPassword ??
+      (o.mqttPasswordFile ? passwordFromFile(o.mqttPasswordFile) : env[PASSWORD_ENV]),
     mqttCaFile: o.mqttCertificate,
+    insecure: !!o.insecure,
   };
+}
+
+function passwordFromFile(file: string): string {
+  try {
+    return readFileSync(file, "utf8").split("\n")[0].trimEnd();
+  } catch (error) {
+    throw new OptionsError(`--mqtt-password-file: ${(error as Error).message}`);
+  }
 }
 
 function bridgeCommand() {
@@ -123,6 +153,21 @@ function bridgeCommand() {
       seconds,
       60,
     )
+    .option("--read-only", "never write to D-Bus: W requests are logged and dropped")
+    .option(
+      "--allow-write <pattern>",
+      "only writes to <type>/<instance>/<path> matching this MQTT pattern, e.g. " +
+        "settings/0/Settings/CGwacs/# or vebus/+/Hub4/# (repeatable)",
+      (pattern: string, previous: string[]) => [...previous, checkFilter(pattern)],
+      [] as string[],
+    )
+    .option(
+      "--mask <type/path>",
+      'publish this item as "******" too, e.g. settings/Settings/Vrm/Token (repeatable)',
+      (item: string, previous: string[]) => [...previous, checkMaskedItem(item)],
+      [] as string[],
+    )
+    .option("--client-id <id>", "MQTT client id (default dbus-mqtt_<portal id>)")
     .option(
       "--no-retain",
       "publish values without the retain flag (the Serial stays retained): " +
@@ -189,6 +234,10 @@ export function parseOptions(
     ...brokerOptions(o, env),
     keepAliveSeconds: o.keepAlive,
     retain: o.retain,
+    readOnly: !!o.readOnly,
+    allowWrite: o.allowWrite,
+    masked: o.mask,
+    clientId: o.clientId === undefined ? undefined : checkClientId(o.clientId),
     portalId: o.portalId === undefined ? undefined : checkPortalId(o.portalId),
     logLevel: o.debug ? "debug" : o.logLevel,
   };
@@ -269,6 +318,21 @@ function checkUrl(url: string): string {
     throw new OptionsError(`--mqtt '${url}': use mqtt://, mqtts://, ws:// or wss://`);
   }
   return url;
+}
+
+function checkMaskedItem(item: string): string {
+  if (!/^[A-Za-z0-9_]+\/[^/+#]/.test(item) || /[+#]/.test(item)) {
+    throw new InvalidArgumentError("expected <type>/<path>, e.g. settings/Settings/Vrm/Token");
+  }
+  return item;
+}
+
+/** A client id with +, # or / breaks brokers' ACL patterns and topic tricks. */
+function checkClientId(id: string): string {
+  if (!/^[^+#/\s]{1,128}$/.test(id)) {
+    throw new OptionsError(`--client-id '${id}': no '+', '#', '/' or spaces, 1 to 128 characters`);
+  }
+  return id;
 }
 
 function checkFilter(pattern: string): string {

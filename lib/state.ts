@@ -3,7 +3,7 @@
  * by type/instance, and their items with the JSON last seen. Pure: methods
  * take what happened and return what changed; main.ts does the I/O.
  */
-import { isBlocked, isMasked, MASKED_JSON, notificationTopic, serviceType } from "./topics.ts";
+import { isBlocked, MASKED, MASKED_JSON, notificationTopic, serviceType } from "./topics.ts";
 import { INVALID_JSON } from "./values.ts";
 
 export interface Item {
@@ -34,7 +34,12 @@ export class BridgeState {
   readonly #byOwner = new Map<string, Service>();
   readonly #byDevice = new Map<string, Service>();
 
-  constructor(readonly portalId: string) {}
+  readonly #masked: Set<string>;
+
+  /** `masked`: more secrets as `<type><path>`, on top of the built-in ones. */
+  constructor(readonly portalId: string, masked: string[] = []) {
+    this.#masked = new Set([...MASKED, ...masked]);
+  }
 
   /** A service appeared; it collects values until `ready`. */
   add(name: string, owner: string): Service | undefined {
@@ -95,7 +100,7 @@ export class BridgeState {
     limits?: string,
   ): Item | undefined {
     if (isBlocked(service.type, path)) return undefined;
-    if (isMasked(service.type, path)) {
+    if (this.#masked.has(service.type + path)) {
       if (json !== INVALID_JSON) json = MASKED_JSON;
       limits = ""; // a default could be the secret itself
     }

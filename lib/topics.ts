@@ -95,19 +95,23 @@ const BLOCKED = new Set([
   "paygo/LVD/Threshold",
 ]);
 
-/** Secrets that live on the bus; published and read as `"******"`. */
-const MASKED = new Set([
+/**
+ * Secrets that live on the bus, as `<type><path>`; published and read as
+ * `"******"`. `--mask` adds more.
+ */
+export const MASKED = [
   "settings/Settings/Ble/Service/Pincode",
   "settings/Settings/Services/AccessPointPassword",
-]);
+];
 export const MASKED_JSON = '"******"';
 
 export function isBlocked(type: string, path: string): boolean {
   return BLOCKED.has(type + path);
 }
 
-export function isMasked(type: string, path: string): boolean {
-  return MASKED.has(type + path);
+/** The short form users write and filters match: `settings/0/Settings/CGwacs/Hub4Mode`. */
+export function itemName(type: string, instance: number, path: string): string {
+  return `${type}/${instance}${path}`;
 }
 
 /** An MQTT topic filter: `+` and `#` each fill a whole level, `#` only the last one. */

@@ -52,6 +52,7 @@ export function watch(
     connectOptions(options, `dbus-mqtt-watch_${token.slice(6)}`),
   );
   say(`connecting to ${options.mqttName}`);
+  if (options.insecure) say("--insecure: the broker's certificate is NOT checked");
 
   client.on("connect", () => {
     if (portalId) return follow(portalId);

@@ -49,6 +49,7 @@ const watching = watch(
   {
     mqttUrl: broker.url,
     mqttName: broker.url,
+    insecure: false,
     portalId: PORTAL_ID,
     filters,
     json: false,

@@ -1,4 +1,4 @@
-import { strictEqual, throws } from "node:assert";
+import { deepStrictEqual, strictEqual, throws } from "node:assert";
 import { type Options, OptionsError, parseOptions } from "../lib/options.ts";
 import { macToPortalId } from "../lib/portal_id.ts";
 
@@ -53,4 +53,51 @@ Deno.test("portal id from a MAC address", () => {
   strictEqual(macToPortalId("E0:FF:50:A0:97:C0\n"), "e0ff50a097c0");
   strictEqual(macToPortalId("00:00:00:00:00:00"), undefined);
   strictEqual(macToPortalId("garbage"), undefined);
+});
+
+Deno.test("who may write, secrets, client id, password file, TLS checks", () => {
+  const o = parse([]);
+  deepStrictEqual([o.readOnly, o.allowWrite, o.masked, o.clientId, o.insecure], [
+    false,
+    [],
+    [],
+    undefined,
+    false,
+  ]);
+  const p = parse([
+    "--read-only",
+    "--allow-write",
+    "settings/0/Settings/#",
+    "--allow-write",
+    "vebus/+/Hub4/L1/AcPowerSetpoint",
+    "--mask",
+    "settings/Settings/Vrm/Token",
+    "--client-id",
+    "gx-1",
+    "--insecure",
+  ]);
+  deepStrictEqual([p.readOnly, p.allowWrite, p.masked, p.clientId, p.insecure], [
+    true,
+    ["settings/0/Settings/#", "vebus/+/Hub4/L1/AcPowerSetpoint"],
+    ["settings/Settings/Vrm/Token"],
+    "gx-1",
+    true,
+  ]);
+  const file = Deno.makeTempFileSync();
+  Deno.writeTextFileSync(file, "from-file\nignored\n");
+  strictEqual(parse(["--mqtt-password-file", file]).mqttPassword, "from-file");
+  strictEqual(parse(["-P", "option", "--mqtt-password-file", file]).mqttPassword, "option");
+  Deno.removeSync(file);
+  for (
+    const args of [
+      ["--allow-write", "a/#/b"],
+      ["--mask", "Settings"],
+      ["--mask", "settings/+/x"],
+      ["--client-id", "a/b"],
+      ["--client-id", "a#"],
+      ["--mqtt-password-file", "/nonexistent/file"],
+    ]
+  ) {
+    throws(() => parse(args), (e: Error) => e instanceof OptionsError, args.join(" "));
+  }
 });

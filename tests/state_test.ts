@@ -41,3 +41,13 @@ Deno.test("a second service on the same type/instance is reported; removal frees
   strictEqual(state.byOwner(":1.2"), undefined);
   strictEqual(state.add("org.other", ":1.3"), undefined);
 });
+
+Deno.test("more secrets can be masked; the same path of another service is not", () => {
+  const state = new BridgeState("id", ["settings/Settings/Vrm/Token"]);
+  const settings = state.add("com.victronenergy.settings", ":1.7")!;
+  strictEqual(state.set(settings, "/Settings/Vrm/Token", '"abc"', 1)?.json, '"******"');
+  strictEqual(state.set(settings, "/Settings/Ble/Service/Pincode", '"1"', 1)?.json, '"******"');
+  const system = state.add("com.victronenergy.system", ":1.8")!;
+  strictEqual(state.set(system, "/Settings/Vrm/Token", '"abc"', 1)?.json, '"abc"');
+  strictEqual(state.set(system, "/Settings/Ble/Service/Pincode", '"1"', 1)?.json, '"1"');
+});
