@@ -1,0 +1,126 @@
+/**
+ * Property tests (fast-check): topic parsing, JSON -> D-Bus and D-Bus -> JSON
+ * on generated input, with the round trips that must hold.
+ */
+import { deepStrictEqual, strictEqual } from "node:assert";
+import dbus from "dbus-next";
+import fc from "fast-check";
+import { parseRequest } from "../lib/topics.ts";
+import {
+  parseTypedJson,
+  type Variant,
+  variantToJson,
+  writePayloadToVariant,
+} from "../lib/values.ts";
+
+const { Variant: DbusVariant } = dbus;
+const ID = "e0ff50a097c0";
+const RUNS = { numRuns: 2000 };
+
+/** A JSON value as read back: an empty list is written as `au`, which reads as invalid. */
+function readBack(value: unknown): unknown {
+  if (Array.isArray(value)) return value.length === 0 ? null : value.map(readBack);
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, readBack(v)]));
+  }
+  return value;
+}
+
+Deno.test("any topic: parseRequest answers a request or a reason, never throws", () => {
+  fc.assert(
+    fc.property(fc.string({ unit: "grapheme-ascii", maxLength: 80 }), (topic) => {
+      const result = parseRequest(topic, ID);
+      strictEqual(typeof result === "string" || typeof result === "object", true);
+    }),
+    RUNS,
+  );
+});
+
+Deno.test("a well-formed request topic parses back into its parts", () => {
+  const level = fc.stringMatching(/^[A-Za-z0-9_.-]{1,12}$/);
+  fc.assert(
+    fc.property(
+      fc.constantFrom("R", "W"),
+      level,
+      fc.integer({ min: 0, max: 0xffffffff }),
+      fc.array(level, { minLength: 1, maxLength: 6 }),
+      (verb, type, instance, path) => {
+        const request = parseRequest(`${verb}/${ID}/${type}/${instance}/${path.join("/")}`, ID);
+        deepStrictEqual(request, {
+          kind: verb === "R" ? "read" : "write",
+          type,
+          instance,
+          path: "/" + path.join("/"),
+        });
+      },
+    ),
+    RUNS,
+  );
+});
+
+Deno.test("JSON -> D-Bus -> JSON keeps every value (empty lists read back as invalid)", () => {
+  fc.assert(
+    fc.property(fc.jsonValue({ maxDepth: 4 }), (value) => {
+      const text = JSON.stringify(value);
+      const variant = writePayloadToVariant(`{"value": ${text}}`);
+      deepStrictEqual(JSON.parse(variantToJson(variant)), readBack(JSON.parse(text)));
+    }),
+    RUNS,
+  );
+});
+
+Deno.test("the typed parser agrees with JSON.parse and throws only SyntaxErrors", () => {
+  fc.assert(
+    fc.property(fc.jsonValue({ maxDepth: 5 }), (value) => {
+      const text = JSON.stringify(value);
+      const typed = parseTypedJson(text);
+      deepStrictEqual(
+        JSON.parse(JSON.stringify(typed, (_, v) => typeof v === "bigint" ? Number(v) : v)),
+        JSON.parse(text),
+      );
+    }),
+    RUNS,
+  );
+  fc.assert(
+    fc.property(fc.string({ maxLength: 40 }), (text) => {
+      try {
+        parseTypedJson(text);
+      } catch (error) {
+        strictEqual(error instanceof SyntaxError, true, String(error));
+      }
+    }),
+    RUNS,
+  );
+});
+
+/** D-Bus values of the types Victron services publish, with their signature. */
+const variant: fc.Arbitrary<Variant> = fc.letrec<{ v: Variant }>((tie) => ({
+  v: fc.oneof(
+    { maxDepth: 3 },
+    fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }).map((n) => new DbusVariant("i", n)),
+    fc.integer({ min: 0, max: 2 ** 32 - 1 }).map((n) => new DbusVariant("u", n)),
+    fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n }).map((n) => new DbusVariant("x", n)),
+    fc.double({ noNaN: true, noDefaultInfinity: true }).map((d) => new DbusVariant("d", d)),
+    fc.string().map((s) => new DbusVariant("s", s)),
+    fc.boolean().map((b) => new DbusVariant("b", b)),
+    fc.array(fc.integer({ min: -5, max: 5 }), { maxLength: 4 }).map((a) =>
+      new DbusVariant("ai", a)
+    ),
+    fc.array(tie("v"), { maxLength: 3 }).map((a) => new DbusVariant("av", a)),
+    fc.dictionary(fc.string({ maxLength: 5 }), tie("v"), { maxKeys: 3 }).map((d) =>
+      new DbusVariant("a{sv}", d)
+    ),
+  ),
+})).v;
+
+Deno.test("D-Bus -> JSON is always valid JSON; doubles stay floats, integers stay integers", () => {
+  fc.assert(
+    fc.property(variant, (v) => {
+      const json = variantToJson(v);
+      JSON.parse(json); // throws on invalid JSON
+      if (v.signature === "d") strictEqual(/[.eE]/.test(json) || json === "null", true, json);
+      if ("iux".includes(v.signature)) strictEqual(json, String(v.value));
+    }),
+    RUNS,
+  );
+});
