@@ -19,7 +19,7 @@ import {
   type WatchOptions,
 } from "./lib/options.ts";
 import { discoverPortalId } from "./lib/portal_id.ts";
-import { BridgeState, type Item, type Service } from "./lib/state.ts";
+import { BridgeState, type Item, type Service, toInstance } from "./lib/state.ts";
 import {
   fullPublishCompletedTopic,
   heartbeatTopic,
@@ -143,14 +143,11 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
       const result = await bus.scan(owner);
       if (state.services.get(name) !== service) return; // gone or replaced meanwhile
       for (const [path, json] of result.values) {
-        state.set(service, path, json, result.seq, result.limits.get(path));
+        state.set(service, path, json, result.seqOf(path), result.limits.get(path));
       }
       const instance = await deviceInstance(service, result.values);
       if (state.services.get(name) !== service) return;
-      const previous = state.ready(service, instance);
-      if (previous) {
-        log.warn("scan", `${name} and ${previous.name} both claim ${service.type}/${instance}`);
-      }
+      warnConflict(service, state.ready(service, instance));
       log.debug("scan", `${name}: ${service.items.size} paths via ${result.method}`);
       if (keepAlive.alive) { for (const item of service.items.values()) publishItem(item); }
     } catch (error) {
@@ -160,15 +157,12 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
   }
 
   async function deviceInstance(service: Service, values: ItemValues): Promise<number> {
-    let json = values.get("/DeviceInstance");
-    if (json === undefined) {
-      json = await bus.getValue(service.owner, "/DeviceInstance").then(
+    const json = values.get("/DeviceInstance") ??
+      await bus.getValue(service.owner, "/DeviceInstance").then(
         (reply) => reply.json,
         () => "0", // services without /DeviceInstance are instance 0
       );
-    }
-    const instance = Number(json);
-    return Number.isInteger(instance) && instance >= 0 ? instance : 0;
+    return toInstance(json);
   }
 
   function itemsChanged(
@@ -183,6 +177,35 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
       const item = state.set(service, path, json, seq, limits.get(path));
       if (item && service.instance !== undefined) publishItem(item);
     }
+    const moved = values.get("/DeviceInstance");
+    if (moved !== undefined && service.instance !== undefined) {
+      const instance = toInstance(moved);
+      if (instance !== service.instance) rehome(service, instance);
+    }
+  }
+
+  /** Two services with one type/instance: the newer gets requests until it leaves. */
+  function warnConflict(service: Service, previous: Service | undefined): void {
+    if (!previous) return;
+    log.warn(
+      "scan",
+      `${service.name} and ${previous.name} both claim ${service.type}/${service.instance}; ` +
+        `requests go to ${service.name}`,
+    );
+  }
+
+  /** New topics for every item; the old ones are emptied so clients drop them. */
+  function rehome(service: Service, instance: number): void {
+    log.info("scan", `${service.name}: device instance ${service.instance} -> ${instance}`);
+    for (const item of service.items.values()) itemGone(item);
+    const previous = state.rehome(service, instance);
+    if (previous) {
+      log.warn(
+        "scan",
+        `${service.name} and ${previous.name} both claim ${service.type}/${instance}`,
+      );
+    }
+    for (const item of service.items.values()) publishItem(item);
   }
 
   function ownerChanged(name: string, oldOwner: string, newOwner: string): void {

@@ -58,9 +58,32 @@ export class BridgeState {
     if (!service) return undefined;
     this.services.delete(name);
     if (this.#byOwner.get(service.owner) === service) this.#byOwner.delete(service.owner);
-    const key = deviceKey(service.type, service.instance);
-    if (this.#byDevice.get(key) === service) this.#byDevice.delete(key);
+    this.#release(service);
     return service;
+  }
+
+  /**
+   * The service's /DeviceInstance changed: its items move to the new topics.
+   * Returns the service that held the new type/instance before, if any.
+   */
+  rehome(service: Service, instance: number): Service | undefined {
+    this.#release(service);
+    return this.ready(service, instance);
+  }
+
+  /**
+   * Gives up the service's type/instance; when another service claims the
+   * same one (a conflict that was logged), requests go to that one now.
+   */
+  #release(service: Service): void {
+    const key = deviceKey(service.type, service.instance);
+    if (this.#byDevice.get(key) !== service) return;
+    this.#byDevice.delete(key);
+    for (const other of this.services.values()) {
+      if (other !== service && other.type === service.type && other.instance === service.instance) {
+        this.#byDevice.set(key, other);
+      }
+    }
   }
 
   byOwner(owner: string): Service | undefined {
@@ -127,6 +150,12 @@ export class BridgeState {
       if (service.instance !== undefined) yield* service.items.values();
     }
   }
+}
+
+/** A device instance as D-Bus gives it (JSON text); 0 when it is not a whole number >= 0. */
+export function toInstance(json: string | undefined): number {
+  const instance = Number(json);
+  return json !== undefined && Number.isInteger(instance) && instance >= 0 ? instance : 0;
 }
 
 function deviceKey(type: string, instance: number | undefined): string {

@@ -58,8 +58,8 @@ export interface Reply {
 export interface ScanResult {
   values: ItemValues;
   limits: ItemLimits;
-  /** Sequence number of the reply the values came from. */
-  seq: number;
+  /** Arrival number of the reply each value came from. */
+  seqOf(path: string): number;
   /** How the service answered: GetItems, GetValue or Introspect. */
   method: string;
 }
@@ -136,7 +136,7 @@ export class VictronBus {
       for (const [path, item] of Object.entries(reply.message.body[0])) {
         addItem(values, limits, path, item as Record<string, Variant>);
       }
-      return { values, limits, seq: reply.seq, method: "GetItems" };
+      return { values, limits, seqOf: () => reply.seq, method: "GetItems" };
     } catch (error) {
       if (!isUnsupported(error)) throw error;
       this.debug(`${owner}: GetItems: ${(error as Error).message}`);
@@ -151,20 +151,21 @@ export class VictronBus {
       for (const [path, value] of Object.entries(root.value as Record<string, Variant>)) {
         addValue(values, path.startsWith("/") ? path : "/" + path, value);
       }
-      return { values, limits: new Map(), seq: reply.seq, method: "GetValue" };
+      return { values, limits: new Map(), seqOf: () => reply.seq, method: "GetValue" };
     } catch (error) {
       if (!isUnsupported(error)) throw error;
       this.debug(`${owner}: GetValue on /: ${(error as Error).message}`);
     }
     const paths = await this.#introspectItems(owner, "/");
+    // One reply per item: each value is as new as its own reply, no newer.
     const values: ItemValues = new Map();
-    let seq = 0;
+    const seqs = new Map<string, number>();
     await Promise.all(paths.map(async (path) => {
       const reply = await this.getValue(owner, path);
       values.set(path, reply.json);
-      seq = Math.max(seq, reply.seq);
+      seqs.set(path, reply.seq);
     }));
-    return { values, limits: new Map(), seq, method: "Introspect" };
+    return { values, limits: new Map(), seqOf: (path) => seqs.get(path)!, method: "Introspect" };
   }
 
   async getValue(owner: string, path: string): Promise<{ json: string; seq: number }> {

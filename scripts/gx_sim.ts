@@ -22,8 +22,11 @@ const BUS_ITEM = "com.victronenergy.BusItem";
 /** A value as tests give it: numbers are int32 (or double when not whole) unless a Variant. */
 export type SimValue = Variant | number | string | boolean | null;
 
-/** How the root object answers: Victron's services changed over the years. */
-export type RootStyle = "GetItems" | "GetValue" | "Introspect";
+/**
+ * How the root object answers: Victron's services changed over the years;
+ * "BrokenGetItems" answers GetItems with the wrong type (and GetValue on "/" right).
+ */
+export type RootStyle = "GetItems" | "GetValue" | "Introspect" | "BrokenGetItems";
 
 export interface ServiceSpec {
   name: string;
@@ -46,6 +49,10 @@ export class SimService {
   readonly hang = new Set<string>();
   /** Methods that make the service drop off the bus when called. */
   readonly dieOn = new Set<string>();
+  /** Object paths whose calls are answered this many ms late. */
+  readonly delays = new Map<string, number>();
+  /** Every call received, as "<member> <path>". */
+  readonly calls: string[] = [];
   readonly style: RootStyle;
   readonly #readOnly: Set<string>;
 
@@ -108,6 +115,12 @@ export class SimService {
       return true;
     }
     if (this.hang.has(member)) return true;
+    this.calls.push(`${member} ${message.path}`);
+    const delay = this.delays.get(message.path);
+    if (delay !== undefined) {
+      setTimeout(() => this.bus.send(this.#answer(message) ?? unknownMethod(message)), delay);
+      return true;
+    }
     const reply = this.#answer(message);
     if (reply === undefined) return false;
     this.bus.send(reply);
@@ -121,6 +134,9 @@ export class SimService {
     }
     if (message.interface && message.interface !== BUS_ITEM) return undefined;
     if (path === "/") {
+      if (member === "GetItems" && this.style === "BrokenGetItems") {
+        return Message.newMethodReturn(message, "as", [["not", "a", "dict"]]);
+      }
       if (member === "GetItems" && this.style === "GetItems") {
         const items: Record<string, Record<string, Variant>> = {};
         for (const [p, v] of this.items) {
@@ -217,6 +233,14 @@ function asVariant(value: SimValue): Variant {
   }
   if (value === null) return new DbusVariant("ai", []);
   return new DbusVariant(typeof value === "string" ? "s" : "b", value);
+}
+
+function unknownMethod(message: Message): Message {
+  return Message.newError(
+    message as never,
+    "org.freedesktop.DBus.Error.UnknownMethod",
+    `no ${message.member} on ${message.path}`,
+  );
 }
 
 function limitVariants(limits: Limits): Record<string, Variant> {
