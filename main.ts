@@ -285,7 +285,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
       return;
     }
     const results = await Promise.allSettled(paths.map(async (path) => {
-      const reply = await bus.getValue(service.owner, path);
+      const reply = await bus.getValue(service.owner, path, true);
       state.set(service, path, reply.json, reply.seq);
       const item = service.items.get(path);
       if (item) publishItem(item);

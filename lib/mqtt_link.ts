@@ -9,6 +9,9 @@ import { readFileSync } from "node:fs";
 import mqtt from "mqtt";
 import type { BrokerOptions } from "./options.ts";
 
+const RECONNECT_MS = 1000;
+const MAX_RECONNECT_MS = 8000;
+
 /** How every client of ours connects: MQTT 3.1.1, clean session, reconnect every second. */
 export function connectOptions(options: BrokerOptions, clientId: string): mqtt.IClientOptions {
   return {
@@ -19,7 +22,7 @@ export function connectOptions(options: BrokerOptions, clientId: string): mqtt.I
     rejectUnauthorized: !options.insecure,
     protocolVersion: 4,
     clean: true,
-    reconnectPeriod: 1000,
+    reconnectPeriod: RECONNECT_MS,
     connectTimeout: 10_000,
   };
 }
@@ -52,6 +55,11 @@ export class MqttLink {
       queueQoSZero: false,
     });
     this.#client.on("connect", () => this.#onConnect());
+    // Back off while the broker stays away: 1, 2, 4, then every 8 s.
+    this.#client.on("reconnect", () => {
+      const options = this.#client.options;
+      options.reconnectPeriod = Math.min(MAX_RECONNECT_MS, 2 * options.reconnectPeriod!);
+    });
     this.#client.on(
       "message",
       (topic, payload, packet) => handlers.request(topic, payload, packet.retain),
@@ -99,6 +107,7 @@ export class MqttLink {
 
   #onConnect(): void {
     this.#wasConnected = true;
+    this.#client.options.reconnectPeriod = RECONNECT_MS;
     this.#client.subscribe(this.subscriptions, { qos: 0 }, (error) => {
       if (error) this.handlers.problem(`subscribe failed: ${error.message}`);
     });

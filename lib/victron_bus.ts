@@ -20,6 +20,14 @@ const BUS_ITEM = "com.victronenergy.BusItem";
 const DBUS = "org.freedesktop.DBus";
 /** How long one D-Bus call may take before the bridge gives up on it. */
 export const CALL_TIMEOUT_MS = 5000;
+/**
+ * Calls made for MQTT requests that may wait for answers at once, per
+ * service and in all; beyond that a request is dropped (and logged), so a
+ * flood cannot queue without limit and one hung service cannot starve the
+ * others.
+ */
+export const MAX_REQUEST_CALLS = 1000;
+export const MAX_REQUEST_CALLS_PER_SERVICE = 100;
 
 /** New values of one or more items of a service, as JSON text. */
 export type ItemValues = Map<string, string>;
@@ -67,6 +75,9 @@ export interface ScanResult {
 export class VictronBus {
   #seq = 0;
   readonly #pending = new Map<number, PendingCall>();
+  /** Calls for MQTT requests now waiting for their answer, by service. */
+  readonly #requestCalls = new Map<string, number>();
+  #requestCallsTotal = 0;
   readonly #sweeper: ReturnType<typeof setInterval>;
 
   private constructor(
@@ -168,15 +179,46 @@ export class VictronBus {
     return { values, limits: new Map(), seqOf: (path) => seqs.get(path)!, method: "Introspect" };
   }
 
-  async getValue(owner: string, path: string): Promise<{ json: string; seq: number }> {
-    const reply = await this.#call(owner, path, BUS_ITEM, "GetValue");
+  /** GetValue; `forRequest` calls count against the request limits. */
+  async getValue(
+    owner: string,
+    path: string,
+    forRequest = false,
+  ): Promise<{ json: string; seq: number }> {
+    const call = () => this.#call(owner, path, BUS_ITEM, "GetValue");
+    const reply = forRequest ? await this.#forRequest(owner, call) : await call();
     return { json: variantToJson(reply.message.body[0]), seq: reply.seq };
   }
 
-  /** SetValue; resolves to the service's answer (0 = accepted). */
+  /** SetValue for a request; resolves to the service's answer (0 = accepted). */
   async setValue(owner: string, path: string, value: Variant): Promise<number> {
-    const reply = await this.#call(owner, path, BUS_ITEM, "SetValue", "v", [value]);
+    const reply = await this.#forRequest(
+      owner,
+      () => this.#call(owner, path, BUS_ITEM, "SetValue", "v", [value]),
+    );
     return Number(reply.message.body[0]);
+  }
+
+  async #forRequest(owner: string, call: () => Promise<Reply>): Promise<Reply> {
+    const waiting = this.#requestCalls.get(owner) ?? 0;
+    if (waiting >= MAX_REQUEST_CALLS_PER_SERVICE || this.#requestCallsTotal >= MAX_REQUEST_CALLS) {
+      throw new CallError(
+        "Busy",
+        waiting >= MAX_REQUEST_CALLS_PER_SERVICE
+          ? `${waiting} calls to this service are waiting for answers already; dropped`
+          : `${MAX_REQUEST_CALLS} D-Bus calls for requests are waiting already; dropped`,
+      );
+    }
+    this.#requestCalls.set(owner, waiting + 1);
+    this.#requestCallsTotal++;
+    try {
+      return await call();
+    } finally {
+      this.#requestCallsTotal--;
+      const left = this.#requestCalls.get(owner)! - 1;
+      if (left) this.#requestCalls.set(owner, left);
+      else this.#requestCalls.delete(owner);
+    }
   }
 
   async #introspectItems(owner: string, path: string): Promise<string[]> {

@@ -7,29 +7,40 @@ import { PORTAL_ID, PV, pvInverter, sleep, withGx } from "./support/gx.ts";
 
 const { Variant } = dbus;
 
-Deno.test("after a broker restart the bridge reconnects, resubscribes and republishes", async () => {
-  await withGx({
-    services: [pvInverter()],
-  }, async (gx) => {
-    const power = gx.topic("pvinverter", 20, "/Ac/Power");
-    const serial = gx.topic("system", 0, "/Serial");
-    await gx.wake(power);
-    await gx.broker.stop();
-    await sleep(300);
-    gx.broker = await startBroker({ port: gx.broker.port }); // same port, empty store
-    gx.client.topics.clear();
-    await gx.client.waitFor(
-      "the Serial again",
-      () => gx.client.value(serial) === PORTAL_ID,
-      10_000,
-    );
-    await gx.client.waitFor("the values again (still alive)", () => gx.client.value(power) === 936);
-    // Subscribed again: requests work.
-    gx.sim.get(PV).items.set("/Ac/Power", new Variant("i", 20));
-    await gx.read("pvinverter", 20, "/Ac/Power");
-    await gx.client.waitFor("a read answered", () => gx.client.value(power) === 20);
+for (const outage of [1, 30]) {
+  Deno.test(`the broker away for ${outage} s: reconnect, resubscribe, the D-Bus truth again`, async () => {
+    await withGx({ services: [pvInverter()] }, async (gx) => {
+      const power = gx.topic("pvinverter", 20, "/Ac/Power");
+      const serial = gx.topic("system", 0, "/Serial");
+      const battery = gx.topic("battery", 256, "/Soc");
+      await gx.wake(power);
+      await gx.broker.stop();
+      // The system goes on meanwhile: a value changes, a device arrives.
+      gx.sim.get(PV).set("/Ac/Power", 500);
+      await gx.sim.add({
+        name: "com.victronenergy.battery.ttyO0",
+        items: { "/DeviceInstance": 256, "/Soc": new Variant("d", 58.5) },
+      });
+      await sleep(outage * 1000);
+      gx.broker = await startBroker({ port: gx.broker.port }); // same port, empty store
+      gx.client.topics.clear();
+      await gx.client.waitFor(
+        "the Serial again",
+        () => gx.client.value(serial) === PORTAL_ID,
+        15_000,
+      );
+      await gx.client.publish(`R/${PORTAL_ID}/keepalive`);
+      await gx.client.waitFor(
+        "the picture as D-Bus has it",
+        () => gx.client.value(power) === 500 && gx.client.value(battery) === 58.5,
+      );
+      // Subscribed again: requests work.
+      gx.sim.get(PV).items.set("/Ac/Power", new Variant("i", 20));
+      await gx.read("pvinverter", 20, "/Ac/Power");
+      await gx.client.waitFor("a read answered", () => gx.client.value(power) === 20);
+    });
   });
-});
+}
 
 Deno.test("losing the D-Bus connection exits non-zero for the supervisor", async () => {
   await withGx({

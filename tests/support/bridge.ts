@@ -21,6 +21,16 @@ export class BridgeProcess {
     ]).then(() => {});
   }
 
+  get pid(): number {
+    return this.#process.pid;
+  }
+
+  /** Peak resident memory so far, in MB (VmHWM). */
+  peakRssMb(): number {
+    const status = Deno.readTextFileSync(`/proc/${this.pid}/status`);
+    return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]) / 1024;
+  }
+
   get status(): Promise<Deno.CommandStatus> {
     return this.#process.status;
   }
