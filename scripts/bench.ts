@@ -22,6 +22,7 @@
 import dbus from "dbus-next";
 import mqtt from "mqtt";
 import { GxSim, type ServiceSpec, type SimService } from "./gx_sim.ts";
+import { cpuMs, rssMb } from "./proc_stats.ts";
 import { startBroker } from "../tests/support/broker.ts";
 import { startDbusDaemon } from "../tests/support/dbus_daemon.ts";
 
@@ -162,7 +163,7 @@ async function measure(command: string): Promise<BridgeResult> {
     } finally {
       clearInterval(renew);
     }
-    const peakRssMb = peakRss(pid);
+    const peakRssMb = rssMb(pid, "VmHWM");
     return { bridge: command, startS, fullPublishS, loads, peakRssMb };
   } finally {
     bridge.kill("SIGTERM");
@@ -298,18 +299,6 @@ async function until(condition: () => boolean, timeoutMs: number, what: string):
     if (performance.now() > end) throw new Error(`bench: timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
-}
-
-/** user + system CPU of a process, in ms (from /proc/<pid>/stat, 100 ticks/s). */
-function cpuMs(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
-function peakRss(pid: number): number {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? NaN) / 1024;
 }
 
 function print(results: BridgeResult[]): void {

@@ -5,6 +5,7 @@
  */
 import { strictEqual } from "node:assert";
 import dbus from "dbus-next";
+import { rssMb } from "../scripts/proc_stats.ts";
 import { TestClient } from "./support/mqtt_client.ts";
 import { type Gx, PORTAL_ID, PV, pvInverter, sleep, withGx } from "./support/gx.ts";
 
@@ -49,7 +50,7 @@ async function duringChanges(gx: Gx, flood: () => Promise<void>): Promise<number
 }
 
 function report(what: string, gx: Gx, worst: number): void {
-  const rss = gx.bridge.peakRssMb();
+  const rss = rssMb(gx.bridge.pid, "VmHWM");
   console.log(
     `${what}: worst change latency ${worst.toFixed(0)} ms, bridge peak RSS ${rss.toFixed(0)} MB`,
   );

@@ -41,6 +41,6 @@ Deno.test(`a thousand random requests, then the bridge still answers (FUZZ_SEED=
     for (const [t, b] of samples) await gx.client.publish(t, b);
     await gx.assertServing("pvinverter", 20, "/Ac/Power");
     await gx.assertServing("settings", 0, "/Settings/Gui/Brightness");
-    strictEqual(await Promise.race([gx.bridge.status.then(() => "exited"), "running"]), "running");
+    strictEqual(gx.bridge.exited, false);
   });
 });

@@ -15,20 +15,18 @@ export class BridgeProcess {
       stderr: "piped",
       cwd: ROOT,
     }).spawn();
+    this.#process.status.then(() => this.exited = true);
     this.#done = Promise.all([
       this.#collect(this.#process.stdout),
       this.#collect(this.#process.stderr),
     ]).then(() => {});
   }
 
+  /** The process has ended (for whatever reason). */
+  exited = false;
+
   get pid(): number {
     return this.#process.pid;
-  }
-
-  /** Peak resident memory so far, in MB (VmHWM). */
-  peakRssMb(): number {
-    const status = Deno.readTextFileSync(`/proc/${this.pid}/status`);
-    return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1]) / 1024;
   }
 
   get status(): Promise<Deno.CommandStatus> {
