@@ -103,12 +103,17 @@ export class SimService {
     this.bus.send(Message.newSignal("/", BUS_ITEM, "ItemsChanged", "a{sa{sv}}", [changes]));
   }
 
+  #stopped = false;
+
   /** Leaves the bus, as a device that is switched off. */
   stop(): void {
+    this.#stopped = true;
     this.bus.disconnect();
   }
 
   #handle(message: Message): boolean {
+    // Calls already read from the socket still arrive after stop(): a switched-off device is silent.
+    if (this.#stopped) return true;
     const { member } = message;
     if (this.dieOn.has(member)) {
       this.stop();
@@ -118,7 +123,9 @@ export class SimService {
     this.calls.push(`${member} ${message.path}`);
     const delay = this.delays.get(message.path);
     if (delay !== undefined) {
-      setTimeout(() => this.bus.send(this.#answer(message) ?? unknownMethod(message)), delay);
+      setTimeout(() => {
+        if (!this.#stopped) this.bus.send(this.#answer(message) ?? unknownMethod(message));
+      }, delay);
       return true;
     }
     const reply = this.#answer(message);

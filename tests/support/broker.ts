@@ -11,6 +11,8 @@ export interface Broker {
   port: number;
   /** `ws://` URL of the same broker, when started with websockets. */
   wsUrl?: string;
+  /** `mqtts://` URL of the same broker, when started with a certificate. */
+  tlsUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -19,6 +21,8 @@ export interface BrokerOptions {
   port?: number;
   /** Also listen for MQTT over WebSockets. */
   websockets?: boolean;
+  /** Also listen for MQTT over TLS with this certificate and key (PEM files). */
+  tls?: { certFile: string; keyFile: string };
 }
 
 export async function freePort(): Promise<number> {
@@ -38,8 +42,12 @@ let announced = false;
 export async function startBroker(options: BrokerOptions = {}): Promise<Broker> {
   const port = options.port ?? await freePort();
   const wsPort = options.websockets ? await freePort() : undefined;
+  const tls = options.tls && { ...options.tls, port: await freePort() };
   const useMosquitto = mosquittoPath() && Deno.env.get("DBUS_MQTT_TEST_BROKER") !== "aedes";
-  const broker = useMosquitto ? await startMosquitto(port, wsPort) : await startAedes(port, wsPort);
+  const broker = useMosquitto
+    ? await startMosquitto(port, wsPort, tls)
+    : await startAedes(port, wsPort, tls);
+  if (tls) broker.tlsUrl = `mqtts://127.0.0.1:${tls.port}`;
   if (!announced) {
     console.log(`MQTT broker: ${broker.kind}`);
     announced = true;
@@ -57,13 +65,22 @@ function mosquittoPath(): string | undefined {
   return undefined;
 }
 
-async function startMosquitto(port: number, wsPort?: number): Promise<Broker> {
+type TlsListener = { certFile: string; keyFile: string; port: number };
+
+async function startMosquitto(
+  port: number,
+  wsPort?: number,
+  tls?: TlsListener,
+): Promise<Broker> {
   const dir = await Deno.makeTempDir({ prefix: "dbus-mqtt-broker-" });
   await Deno.writeTextFile(
     `${dir}/mosquitto.conf`,
     `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n` +
       // Mosquitto 2.0's websockets listener cannot bind to one address.
-      (wsPort ? `listener ${wsPort}\nprotocol websockets\n` : ""),
+      (wsPort ? `listener ${wsPort}\nprotocol websockets\n` : "") +
+      (tls
+        ? `listener ${tls.port} 127.0.0.1\ncertfile ${tls.certFile}\nkeyfile ${tls.keyFile}\n`
+        : ""),
   );
   const process = new Deno.Command(mosquittoPath()!, {
     args: ["-c", `${dir}/mosquitto.conf`],
@@ -72,6 +89,7 @@ async function startMosquitto(port: number, wsPort?: number): Promise<Broker> {
   }).spawn();
   await waitForPort(port);
   if (wsPort) await waitForPort(wsPort);
+  if (tls) await waitForPort(tls.port);
   return {
     kind: "mosquitto",
     url: `mqtt://127.0.0.1:${port}`,
@@ -87,13 +105,22 @@ async function startMosquitto(port: number, wsPort?: number): Promise<Broker> {
   };
 }
 
-async function startAedes(port: number, wsPort?: number): Promise<Broker> {
+async function startAedes(port: number, wsPort?: number, tls?: TlsListener): Promise<Broker> {
   // aedes 1.x drops retained messages on their way to live subscribers; 0.51 delivers them.
   const { default: aedesModule } = await import("aedes");
   // The module is the factory itself (CommonJS); its typings describe a class.
   const aedes = (aedesModule as unknown as typeof import("aedes").createBroker)();
   const server: Server = createServer(aedes.handle);
   await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  let tlsServer: Server | undefined;
+  if (tls) {
+    const { createServer: createTlsServer } = await import("node:tls");
+    tlsServer = createTlsServer(
+      { cert: Deno.readTextFileSync(tls.certFile), key: Deno.readTextFileSync(tls.keyFile) },
+      aedes.handle,
+    );
+    await new Promise<void>((resolve) => tlsServer!.listen(tls.port, "127.0.0.1", resolve));
+  }
   let wsServer: WebSocketServer | undefined;
   if (wsPort) {
     // MQTT over WebSockets in front of the TCP listener: binary frames both ways.
@@ -116,6 +143,7 @@ async function startAedes(port: number, wsPort?: number): Promise<Broker> {
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await new Promise((resolve) => server.close(resolve));
       if (wsServer) await new Promise((resolve) => wsServer!.close(resolve));
+      if (tlsServer) await new Promise((resolve) => tlsServer!.close(resolve));
     },
   };
 }

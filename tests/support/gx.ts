@@ -30,6 +30,8 @@ export interface GxOptions {
   websockets?: boolean;
   /** How to run the bridge (default: the `start` task), e.g. ["node", "dist/dbus-mqtt.js"]. */
   command?: string[];
+  /** The broker also listens for TLS with this certificate; the bridge uses it. */
+  tls?: { certFile: string; keyFile: string };
 }
 
 export class Gx {
@@ -44,7 +46,7 @@ export class Gx {
 
   static async start(options: GxOptions): Promise<Gx> {
     const bus = await startDbusDaemon();
-    const broker = await startBroker({ websockets: options.websockets });
+    const broker = await startBroker({ websockets: options.websockets, tls: options.tls });
     const sim = await GxSim.start(bus.address, options.services);
     await options.beforeBridge?.(sim);
     const client = await TestClient.connect(broker.url, [`N/${PORTAL_ID}/#`]);
@@ -52,7 +54,7 @@ export class Gx {
       "--dbus",
       options.tcp ? bus.tcpAddress : bus.address,
       "--mqtt",
-      (options.websockets ? broker.wsUrl : broker.url)!,
+      (options.websockets ? broker.wsUrl : options.tls ? broker.tlsUrl : broker.url)!,
       "--portal-id",
       PORTAL_ID,
       ...(options.args ?? []),
