@@ -10,6 +10,8 @@ import mqtt from "mqtt";
 import type { BrokerOptions } from "./options.ts";
 
 const RECONNECT_MS = 1000;
+/** A busy bridge writes to the broker at most this often, many messages a time. */
+const FLUSH_MS = 5;
 const MAX_RECONNECT_MS = 8000;
 
 /** How every client of ours connects: MQTT 3.1.1, clean session, reconnect every second. */
@@ -41,6 +43,7 @@ export class MqttLink {
   readonly #queue = new Map<string | number, { topic: string; payload: string; retain: boolean }>();
   #uncoalesced = 0;
   #flushScheduled = false;
+  #lastFlush = -Infinity;
   #wasConnected = false;
 
   constructor(
@@ -84,7 +87,10 @@ export class MqttLink {
     this.#queue.set(coalesce ? topic : ++this.#uncoalesced, { topic, payload, retain });
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
-      setImmediate(() => this.#flush());
+      // After a quiet spell at once; when busy, at most one write every FLUSH_MS.
+      const wait = this.#lastFlush + FLUSH_MS - performance.now();
+      if (wait <= 0) setImmediate(() => this.#flush());
+      else setTimeout(() => this.#flush(), wait);
     }
   }
 
@@ -99,9 +105,13 @@ export class MqttLink {
       this.#queue.clear();
       return;
     }
+    this.#lastFlush = performance.now();
+    // Corked, every packet of this flush leaves in one write.
+    this.#client.stream.cork();
     for (const { topic, payload, retain } of this.#queue.values()) {
       this.#client.publish(topic, payload, { qos: 0, retain });
     }
+    this.#client.stream.uncork();
     this.#queue.clear();
   }
 

@@ -79,6 +79,8 @@ export class VictronBus {
   readonly #requestCalls = new Map<string, number>();
   #requestCallsTotal = 0;
   readonly #sweeper: ReturnType<typeof setInterval>;
+  /** Our own close, not a lost bus. */
+  #closing = false;
 
   private constructor(
     private readonly bus: MessageBus,
@@ -107,7 +109,7 @@ export class VictronBus {
     bus.on("error", (error: Error) => handlers.lost(error));
     (bus as unknown as { _connection: NodeJS.EventEmitter })._connection.on(
       "end",
-      () => handlers.lost(new Error("connection closed by the bus")),
+      () => victronBus.#closing || handlers.lost(new Error("connection closed by the bus")),
     );
     for (const rule of MATCH_RULES) {
       await victronBus.#call(DBUS, "/org/freedesktop/DBus", DBUS, "AddMatch", "s", [rule]);
@@ -116,6 +118,7 @@ export class VictronBus {
   }
 
   close(): void {
+    this.#closing = true;
     clearInterval(this.#sweeper);
     this.bus.disconnect();
   }

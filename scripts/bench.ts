@@ -23,6 +23,7 @@ import dbus from "dbus-next";
 import mqtt from "mqtt";
 import { GxSim, type ServiceSpec, type SimService } from "./gx_sim.ts";
 import { cpuMs, rssMb } from "./proc_stats.ts";
+import { BridgeProcess } from "../tests/support/bridge.ts";
 import { startBroker } from "../tests/support/broker.ts";
 import { startDbusDaemon } from "../tests/support/dbus_daemon.ts";
 
@@ -166,8 +167,12 @@ async function measure(command: string): Promise<BridgeResult> {
     const peakRssMb = rssMb(pid, "VmHWM");
     return { bridge: command, startS, fullPublishS, loads, peakRssMb };
   } finally {
-    bridge.kill("SIGTERM");
-    await bridge.status;
+    await bridge.stop();
+    const noted = bridge.lines.filter((l) => /^(WARN|ERROR)/.test(l));
+    if (noted.length) {
+      console.error(`bench: the bridge logged ${noted.length} warnings/errors, e.g.:`);
+      for (const line of noted.slice(0, 5)) console.error(`  ${line}`);
+    }
   }
 }
 
@@ -237,7 +242,11 @@ async function sustain(load: Load, pid: number): Promise<LoadResult> {
   await until(arrived, 15_000, "").catch(() => {});
   const cpu = cpuMs(pid) - cpu0;
   onMessage = () => {};
-  const lostPaths = [...last].filter(([topic, stamp]) => !holds(topic, stamp)).length;
+  const lost = [...last].filter(([topic, stamp]) => !holds(topic, stamp));
+  for (const [topic, stamp] of lost.slice(0, 3)) {
+    console.error(`bench: ${load.name}: ${topic} should hold ${stamp}, holds ${latest.get(topic)}`);
+  }
+  const lostPaths = lost.length;
   latencies.sort((a, b) => a - b);
   const pct = (q: number) =>
     latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
@@ -255,7 +264,7 @@ async function sustain(load: Load, pid: number): Promise<LoadResult> {
 
 // ------------------------------------------------------------------ helpers
 
-function spawn(command: string): Deno.ChildProcess {
+function spawn(command: string): BridgeProcess {
   const values: Record<string, string> = {
     dbus: bus.address,
     mqtt: broker.url,
@@ -268,13 +277,7 @@ function spawn(command: string): Deno.ChildProcess {
   const args = placed
     ? words.map((w) => w.replace(/\{(\w+)\}/g, (_, k) => values[k] ?? `{${k}}`))
     : [...words, "--dbus", bus.address, "--mqtt", broker.url, "--portal-id", PORTAL_ID];
-  return new Deno.Command(args[0], {
-    args: args.slice(1),
-    cwd: ROOT,
-    stdout: "null",
-    stderr: "null",
-  })
-    .spawn();
+  return new BridgeProcess([], args);
 }
 
 /** Waits until nothing has arrived for 300 ms, so one phase does not spill into the next. */
