@@ -246,6 +246,15 @@ async function sustain(load: Load, pid: number): Promise<LoadResult> {
   for (const [topic, stamp] of lost.slice(0, 3)) {
     console.error(`bench: ${load.name}: ${topic} should hold ${stamp}, holds ${latest.get(topic)}`);
   }
+  if (lost.length) {
+    // Where were they lost? A full republish shows what the bridge itself holds.
+    await fullPublish();
+    const stale = lost.filter(([topic, stamp]) => !holds(topic, stamp)).length;
+    console.error(
+      `bench: ${load.name}: after a full republish ${stale} of ${lost.length} are still stale ` +
+        `(${stale ? "the bridge never had them: D-Bus side" : "the bridge had them: MQTT side"})`,
+    );
+  }
   const lostPaths = lost.length;
   latencies.sort((a, b) => a - b);
   const pct = (q: number) =>

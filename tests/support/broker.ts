@@ -76,6 +76,8 @@ async function startMosquitto(
   await Deno.writeTextFile(
     `${dir}/mosquitto.conf`,
     `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n` +
+      // No dropping of messages to a busy subscriber: tests and the bench count them all.
+      "max_queued_messages 0\n" +
       // Mosquitto 2.0's websockets listener cannot bind to one address.
       (wsPort ? `listener ${wsPort}\nprotocol websockets\n` : "") +
       (tls
