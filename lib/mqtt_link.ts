@@ -2,6 +2,7 @@
  * The broker connection: connects (and reconnects by itself), hands incoming
  * requests to the bridge, and publishes with coalescing: a topic queued
  * several times before the next flush goes out once, with its latest payload.
+ * When busy it flushes at most every FLUSH_MS, all messages in one write.
  * Nothing is queued while the broker is away; the bridge republishes what the
  * keep-alive calls for when it is back.
  */
@@ -9,12 +10,13 @@ import { readFileSync } from "node:fs";
 import mqtt from "mqtt";
 import type { BrokerOptions } from "./options.ts";
 
-const RECONNECT_MS = 1000;
 /** A busy bridge writes to the broker at most this often, many messages a time. */
 const FLUSH_MS = 5;
+/** Reconnect attempts start this often and back off to the maximum. */
+const RECONNECT_MS = 1000;
 const MAX_RECONNECT_MS = 8000;
 
-/** How every client of ours connects: MQTT 3.1.1, clean session, reconnect every second. */
+/** How every client of ours connects: MQTT 3.1.1, clean session, reconnecting by itself. */
 export function connectOptions(options: BrokerOptions, clientId: string): mqtt.IClientOptions {
   return {
     clientId,

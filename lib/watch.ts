@@ -9,7 +9,14 @@ import mqtt from "mqtt";
 import { connectOptions } from "./mqtt_link.ts";
 import type { WatchOptions } from "./options.ts";
 import { fullPublishCompletedTopic, heartbeatTopic, matchesFilter } from "./topics.ts";
-import { changeLine, jsonLine, renderTable, type Row, shortTopic } from "./watch_view.ts";
+import {
+  changeLine,
+  jsonLine,
+  renderTable,
+  type Row,
+  shortTopic,
+  valueText,
+} from "./watch_view.ts";
 
 const SERIALS = "N/+/system/0/Serial";
 /** How long to wait for the Serial or the first values before explaining. */
@@ -39,13 +46,14 @@ export function watch(
   const say = (message: string) => console.error(`watch: ${message}`);
   const token = `watch-${Math.random().toString(36).slice(2, 10)}`;
   const rows = new Map<string, Row>();
-  const timers: ReturnType<typeof setTimeout>[] = [];
   let portalId = options.portalId;
   let values = 0;
   let complete = false;
   let lastHeartbeat = 0;
   let redraw: ReturnType<typeof setTimeout> | undefined;
+  /** The hint shown when nothing comes. */
   let waiting: ReturnType<typeof setTimeout> | undefined;
+  let keepingAlive: ReturnType<typeof setInterval> | undefined;
 
   const client = mqtt.connect(
     options.mqttUrl,
@@ -94,23 +102,29 @@ export function watch(
     show(topic, short, payload);
   });
 
+  /** Subscribes to the GX and keeps it alive; again after every reconnect. */
   function follow(id: string): void {
     client.subscribe(`N/${id}/#`, () => {
-      const keepAlive = (options: unknown[]) =>
-        client.publish(`R/${id}/keepalive`, JSON.stringify({ "keepalive-options": options }));
+      const keepAlive = (keepAliveOptions: unknown[]) =>
+        client.publish(
+          `R/${id}/keepalive`,
+          JSON.stringify({ "keepalive-options": keepAliveOptions }),
+        );
       keepAlive([{ "full-publish-completed-echo": token }]);
       say(`watching ${id}; keep-alive sent, every ${options.keepAliveSeconds} s from now on`);
-      timers.push(
-        setInterval(() => keepAlive(["suppress-republish"]), options.keepAliveSeconds * 1000),
-        setTimeout(() => {
-          if (values === 0) {
-            say(
-              `no values after the keep-alive. Is the bridge for ${id} connected to this broker` +
-                (options.filters.length ? ", and does --filter match anything?" : "?"),
-            );
-          }
-        }, HINT_AFTER_MS),
+      clearInterval(keepingAlive);
+      keepingAlive = setInterval(
+        () => keepAlive(["suppress-republish"]),
+        options.keepAliveSeconds * 1000,
       );
+      clearTimeout(waiting);
+      waiting = setTimeout(() => {
+        if (values > 0) return;
+        say(
+          `no values after the keep-alive. Is the bridge for ${id} connected to this broker` +
+            (options.filters.length ? ", and does --filter match anything?" : "?"),
+        );
+      }, HINT_AFTER_MS);
     });
   }
 
@@ -118,10 +132,7 @@ export function watch(
     if (options.json) return terminal.write(jsonLine(topic, payload) + "\n");
     if (!terminal.size()) return terminal.write(changeLine(topic, payload) + "\n");
     if (payload === "") rows.delete(short);
-    else {rows.set(short, {
-        text: changeLine(topic, payload).slice(short.length + 1),
-        changedAt: Date.now(),
-      });}
+    else rows.set(short, { text: valueText(payload), changedAt: Date.now() });
     scheduleRedraw();
   }
 
@@ -148,7 +159,7 @@ export function watch(
 
   return new Promise((resolve) => {
     const end = () => {
-      [...timers, waiting, redraw].forEach(clearTimeout);
+      [keepingAlive, waiting, redraw].forEach(clearTimeout);
       client.end(true, () => resolve(0));
     };
     process.once("SIGINT", end);
