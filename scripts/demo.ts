@@ -8,11 +8,9 @@
  *   deno task demo --filter 'system/0/#'    watch part of it
  */
 import dbus from "dbus-next";
-import { GxSim, loadCapture } from "./gx_sim.ts";
+import { loadCapture } from "./gx_sim.ts";
+import { startSimulatedGx } from "./simulated_gx.ts";
 import { processTerminal, watch } from "../lib/watch.ts";
-import { BridgeProcess } from "../tests/support/bridge.ts";
-import { startBroker } from "../tests/support/broker.ts";
-import { startDbusDaemon } from "../tests/support/dbus_daemon.ts";
 
 const { Variant } = dbus;
 const PORTAL_ID = "c0847dba509e"; // the captured GX's own
@@ -20,18 +18,11 @@ const secondsArg = Deno.args.indexOf("--seconds");
 const seconds = secondsArg >= 0 ? Number(Deno.args[secondsArg + 1]) : Infinity;
 const filters = Deno.args.flatMap((arg, i) => Deno.args[i - 1] === "--filter" ? [arg] : []);
 
-const bus = await startDbusDaemon();
-const broker = await startBroker();
-const sim = await GxSim.start(bus.address, loadCapture());
-const bridge = new BridgeProcess([
-  "--dbus",
-  bus.address,
-  "--mqtt",
-  broker.url,
-  "--portal-id",
+const { bus, broker, sim, startLine, stop: stopGx } = await startSimulatedGx(
+  loadCapture(),
   PORTAL_ID,
-]);
-console.log(await bridge.waitForLine(/\[start\]/));
+);
+console.log(startLine);
 
 const host = `-h 127.0.0.1 -p ${broker.port}`;
 console.log(`
@@ -74,10 +65,7 @@ const stop = async () => {
   timers.forEach(clearInterval);
   stopWatch.abort();
   await watching;
-  await bridge.stop();
-  sim.stop();
-  await broker.stop();
-  await bus.stop();
+  await stopGx();
   Deno.exit(0);
 };
 Deno.addSignalListener("SIGINT", stop);

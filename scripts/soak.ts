@@ -7,11 +7,9 @@
  */
 import dbus from "dbus-next";
 import mqtt from "mqtt";
-import { GxSim, loadCapture, type ServiceSpec } from "./gx_sim.ts";
+import { loadCapture, type ServiceSpec } from "./gx_sim.ts";
 import { rssMb } from "./proc_stats.ts";
-import { BridgeProcess } from "../tests/support/bridge.ts";
-import { startBroker } from "../tests/support/broker.ts";
-import { startDbusDaemon } from "../tests/support/dbus_daemon.ts";
+import { startSimulatedGx } from "./simulated_gx.ts";
 import { isBlocked } from "../lib/topics.ts";
 import { variantToJson } from "../lib/values.ts";
 
@@ -23,19 +21,8 @@ const CHANGES_PER_TICK = 20;
 const TICK_MS = 100;
 const COME_AND_GO_MS = 30_000;
 
-const bus = await startDbusDaemon();
-const broker = await startBroker();
 const specs = loadCapture();
-const sim = await GxSim.start(bus.address, specs);
-const bridge = new BridgeProcess([
-  "--dbus",
-  bus.address,
-  "--mqtt",
-  broker.url,
-  "--portal-id",
-  PORTAL_ID,
-]);
-await bridge.waitForLine(/\[start\]/);
+const { broker, sim, bridge, stop: stopGx } = await startSimulatedGx(specs, PORTAL_ID);
 
 /** Numeric items, the ones a busy system changes, as [service, path]. */
 const numeric: [string, string][] = [];
@@ -155,10 +142,7 @@ for (const line of bridge.lines.filter((l) => /^(ERROR|WARN)/.test(l)).slice(0, 
 }
 console.log(JSON.stringify(result));
 await app.endAsync();
-await bridge.stop();
-sim.stop();
-await broker.stop();
-await bus.stop();
+await stopGx();
 Deno.exit(result.lostPaths === 0 && result.errors === 0 && result.bridgeAlive ? 0 : 1);
 
 function instanceOf(spec: ServiceSpec): number {
