@@ -10,6 +10,8 @@ export interface Item {
   readonly path: string;
   /** Value as published (secrets already masked). */
   json: string;
+  /** A secret: published as "******", without limits. */
+  readonly masked: boolean;
   /** JSON members published after the value: min/max/default, or "". */
   limits: string;
   /** Arrival number of the D-Bus message the value came from. */
@@ -122,20 +124,20 @@ export class BridgeState {
     seq: number,
     limits?: string,
   ): Item | undefined {
-    if (isBlocked(service.type, path)) return undefined;
-    if (this.#masked.has(service.type + path)) {
-      if (json !== INVALID_JSON) json = MASKED_JSON;
-      limits = ""; // a default could be the secret itself
-    }
     let item = service.items.get(path);
     if (!item) {
+      // Which items are blocked or secret is decided once, not on every change.
+      if (isBlocked(service.type, path)) return undefined;
+      const masked = this.#masked.has(service.type + path);
+      if (masked) [json, limits] = secret(json);
       const topic = service.instance === undefined
         ? ""
         : notificationTopic(this.portalId, service.type, service.instance, path);
-      item = { path, json, limits: limits ?? "", seq, topic, published: false };
+      item = { path, json, masked, limits: limits ?? "", seq, topic, published: false };
       service.items.set(path, item);
       return item;
     }
+    if (item.masked) [json, limits] = secret(json);
     if (seq < item.seq) return undefined;
     item.seq = seq;
     if (item.json === json && (limits === undefined || item.limits === limits)) return undefined;
@@ -153,9 +155,17 @@ export class BridgeState {
 }
 
 /** A device instance as D-Bus gives it (JSON text); 0 when it is not a whole number >= 0. */
-export function toInstance(json: string | undefined): number {
+export function toInstance(json: string): number {
   const instance = Number(json);
-  return json !== undefined && Number.isInteger(instance) && instance >= 0 ? instance : 0;
+  return Number.isInteger(instance) && instance >= 0 ? instance : 0;
+}
+
+/**
+ * What goes out for a secret: "******" (an invalid value stays null), and no
+ * limits, as a default could be the secret itself.
+ */
+function secret(json: string): [string, string] {
+  return [json === INVALID_JSON ? json : MASKED_JSON, ""];
 }
 
 function deviceKey(type: string, instance: number | undefined): string {

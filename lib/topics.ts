@@ -18,7 +18,7 @@ export function notificationTopic(
   instance: number,
   path: string,
 ): string {
-  return `N/${portalId}/${type}/${instance}${path}`;
+  return `N/${portalId}/${itemName(type, instance, path)}`;
 }
 
 export function serialTopic(portalId: string): string {

@@ -19,15 +19,15 @@ type MessageBus = ReturnType<typeof dbus.sessionBus>;
 const BUS_ITEM = "com.victronenergy.BusItem";
 const DBUS = "org.freedesktop.DBus";
 /** How long one D-Bus call may take before the bridge gives up on it. */
-export const CALL_TIMEOUT_MS = 5000;
+const CALL_TIMEOUT_MS = 5000;
 /**
  * Calls made for MQTT requests that may wait for answers at once, per
  * service and in all; beyond that a request is dropped (and logged), so a
  * flood cannot queue without limit and one hung service cannot starve the
  * others.
  */
-export const MAX_REQUEST_CALLS = 1000;
-export const MAX_REQUEST_CALLS_PER_SERVICE = 100;
+const MAX_REQUEST_CALLS = 1000;
+const MAX_REQUEST_CALLS_PER_SERVICE = 100;
 
 /** New values of one or more items of a service, as JSON text. */
 export type ItemValues = Map<string, string>;

@@ -52,7 +52,7 @@ export interface TableView {
 }
 
 /** Rows changed this recently are marked. */
-export const FRESH_MS = 1500;
+const FRESH_MS = 1500;
 
 /**
  * The screen: a status line, then `topic  value` rows sorted by topic, as
