@@ -1,15 +1,17 @@
 /**
- * Every value rule of the bridge: D-Bus values to JSON text, JSON text (as
- * MQTT clients write it) to D-Bus values, and the payloads around them.
+ * The value rules of the bridge: D-Bus signatures, how numbers are written,
+ * JSON text (as MQTT clients write it) to D-Bus values, and the payloads.
+ * D-Bus values become JSON text as they are read off the wire (dbus_wire.ts).
  *
  * JSON text is produced directly rather than through JSON.stringify, because
  * clients in typed languages tell an int from a float by the literal: a whole
  * double must keep its ".0" and a 64-bit integer must keep every digit.
  */
-import dbus from "dbus-next";
-
-const { Variant } = dbus;
-export type Variant = InstanceType<typeof Variant>;
+/** A D-Bus value with its type, as written to the bus. */
+export interface Variant {
+  signature: string;
+  value: unknown;
+}
 
 /** JSON text of an invalid value. */
 export const INVALID_JSON = "null";
@@ -54,6 +56,11 @@ function parseType(sig: string, at: number): [SignatureType, number] {
       children.push(child);
       i = end;
     }
+    if (children.length === 0) throw new Error(`empty struct in D-Bus signature: ${sig}`);
+    const [key] = children;
+    if (code === "{" && (children.length !== 2 || key.children.length > 0 || key.code === "v")) {
+      throw new Error(`a dict entry needs a basic key and one value: ${sig}`);
+    }
     return [{ code, children }, i + 1];
   }
   if ("ybnqiuxtdsogvh".includes(code)) return [{ code, children: [] }, at + 1];
@@ -62,8 +69,6 @@ function parseType(sig: string, at: number): [SignatureType, number] {
 
 // ---------------------------------------------------------- D-Bus -> JSON
 
-const INTEGER_CODES = "ynqiuxth";
-
 /** A double as earlier bridges wrote it: whole numbers keep ".0". */
 export function formatDouble(x: number): string {
   if (!Number.isFinite(x)) return INVALID_JSON;
@@ -71,54 +76,6 @@ export function formatDouble(x: number): string {
   // String() gives the shortest text that reads back exactly; it only lacks a
   // fraction for whole numbers below 1e21 (larger ones come out as "1e+21").
   return Number.isInteger(x) && !text.includes("e") ? text + ".0" : text;
-}
-
-/** JSON text of a Variant as received from D-Bus. */
-export function variantToJson(variant: Variant): string {
-  return valueToJson(parseSignature(variant.signature), variant.value);
-}
-
-/** JSON text of a D-Bus value of the given type. */
-export function valueToJson(type: SignatureType, value: unknown): string {
-  switch (type.code) {
-    case "d":
-      return formatDouble(value as number);
-    case "s":
-    case "o":
-    case "g":
-      return JSON.stringify(value);
-    case "b":
-      return value ? "true" : "false";
-    case "v":
-      return variantToJson(value as Variant);
-    case "a":
-      return arrayToJson(type.children[0], value);
-    case "(":
-      return "[" +
-        (value as unknown[]).map((v, i) => valueToJson(type.children[i], v))
-          .join(",") +
-        "]";
-    default: // every integer width; 64-bit ones arrive as BigInt, exact
-      return String(value);
-  }
-}
-
-function arrayToJson(element: SignatureType, value: unknown): string {
-  if (element.code === "{") {
-    const valueType = element.children[1];
-    const entries = value instanceof Map
-      ? [...value.entries()]
-      : Object.entries(value as Record<string, unknown>);
-    return "{" + entries.map(([k, v]) =>
-      JSON.stringify(String(k)) + ":" + valueToJson(valueType, v)
-    ).join(",") + "}";
-  }
-  const items = element.code === "y" ? [...(value as Uint8Array)] : value as unknown[];
-  // Victron's "invalid" is an empty array of integers (conventionally `ai`).
-  if (items.length === 0 && INTEGER_CODES.includes(element.code)) {
-    return INVALID_JSON;
-  }
-  return "[" + items.map((v) => valueToJson(element, v)).join(",") + "]";
 }
 
 /**
@@ -265,6 +222,8 @@ const INT32 = [-(2n ** 31n), 2n ** 31n - 1n];
 const INT64 = [-(2n ** 63n), 2n ** 63n - 1n];
 const UINT64_MAX = 2n ** 64n - 1n;
 
+const variant = (signature: string, value: unknown): Variant => ({ signature, value });
+
 /**
  * The D-Bus value for a parsed JSON value, with the types the original
  * bridge chose: integer -> int32 (int64, uint64 when out of range), float ->
@@ -274,26 +233,26 @@ export function toVariant(value: TypedJson): Variant {
   switch (typeof value) {
     case "bigint":
       if (value >= INT32[0] && value <= INT32[1]) {
-        return new Variant("i", Number(value));
+        return variant("i", Number(value));
       }
-      if (value >= INT64[0] && value <= INT64[1]) return new Variant("x", value);
-      if (value > 0n && value <= UINT64_MAX) return new Variant("t", value);
-      return new Variant("d", Number(value));
+      if (value >= INT64[0] && value <= INT64[1]) return variant("x", value);
+      if (value > 0n && value <= UINT64_MAX) return variant("t", value);
+      return variant("d", Number(value));
     case "number":
-      return new Variant("d", value);
+      return variant("d", value);
     case "string":
-      return new Variant("s", value);
+      return variant("s", value);
     case "boolean":
-      return new Variant("b", value);
+      return variant("b", value);
   }
-  if (value === null) return new Variant("ai", []); // invalid, as Victron services write it
+  if (value === null) return variant("ai", []); // invalid, as Victron services write it
   if (Array.isArray(value)) {
     // An empty `ai` would read as "invalid", so an empty list goes out as `au`.
-    return value.length === 0 ? new Variant("au", []) : new Variant("av", value.map(toVariant));
+    return value.length === 0 ? variant("au", []) : variant("av", value.map(toVariant));
   }
   const dict: Record<string, Variant> = {};
   for (const [k, v] of Object.entries(value)) dict[k] = toVariant(v);
-  return new Variant("a{sv}", dict);
+  return variant("a{sv}", dict);
 }
 
 /**

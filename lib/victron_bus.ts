@@ -8,13 +8,10 @@
  * than a signal it already applied (promise continuations run after the
  * signals that arrived in the same socket read).
  */
-import dbus from "dbus-next";
+import { DbusConnection } from "./dbus_connection.ts";
+import { type BodyReader, type Message, MessageType } from "./dbus_wire.ts";
 import { SERVICE_PREFIX } from "./topics.ts";
-import { type Variant, variantToJson } from "./values.ts";
-
-const { Message, MessageType } = dbus;
-type Message = InstanceType<typeof Message>;
-type MessageBus = ReturnType<typeof dbus.sessionBus>;
+import { parseSignature, type Variant } from "./values.ts";
 
 const BUS_ITEM = "com.victronenergy.BusItem";
 const DBUS = "org.freedesktop.DBus";
@@ -63,6 +60,8 @@ export interface Reply {
   seq: number;
 }
 
+const VARIANT = parseSignature("v");
+
 export interface ScanResult {
   values: ItemValues;
   limits: ItemLimits;
@@ -82,12 +81,12 @@ export class VictronBus {
   /** Our own close, not a lost bus. */
   #closing = false;
 
+  #connection!: DbusConnection;
+
   private constructor(
-    private readonly bus: MessageBus,
     private readonly handlers: BusHandlers,
     private readonly debug: (message: string) => void,
   ) {
-    bus.on("message", (message: Message) => this.#receive(message));
     // One sweep for every call's timeout: cheaper than a timer per call.
     this.#sweeper = setInterval(() => this.#expireCalls(), 250);
   }
@@ -98,21 +97,20 @@ export class VictronBus {
     handlers: BusHandlers,
     debug: (message: string) => void,
   ): Promise<VictronBus> {
-    // Over TCP there is no peer uid to check; the GX's daemon allows ANONYMOUS.
-    const authMethods = address.startsWith("tcp:") ? ["EXTERNAL", "ANONYMOUS"] : ["EXTERNAL"];
-    const bus = dbus.sessionBus({ busAddress: address, authMethods } as never);
-    await new Promise<void>((resolve, reject) => {
-      bus.once("connect", resolve);
-      bus.once("error", reject);
-    });
-    const victronBus = new VictronBus(bus, handlers, debug);
-    bus.on("error", (error: Error) => handlers.lost(error));
-    (bus as unknown as { _connection: NodeJS.EventEmitter })._connection.on(
-      "end",
-      () => victronBus.#closing || handlers.lost(new Error("connection closed by the bus")),
-    );
-    for (const rule of MATCH_RULES) {
-      await victronBus.#call(DBUS, "/org/freedesktop/DBus", DBUS, "AddMatch", "s", [rule]);
+    const victronBus = new VictronBus(handlers, debug);
+    try {
+      victronBus.#connection = await DbusConnection.open(address, {
+        message: (message) => victronBus.#receive(message),
+        malformed: (error) => debug(`ignored an unreadable message: ${error.message}`),
+        closed: (error) => victronBus.#closing || handlers.lost(error),
+      });
+      await victronBus.#call(DBUS, "/org/freedesktop/DBus", DBUS, "Hello");
+      for (const rule of MATCH_RULES) {
+        await victronBus.#call(DBUS, "/org/freedesktop/DBus", DBUS, "AddMatch", "s", [rule]);
+      }
+    } catch (error) {
+      victronBus.close();
+      throw error;
     }
     return victronBus;
   }
@@ -120,13 +118,14 @@ export class VictronBus {
   close(): void {
     this.#closing = true;
     clearInterval(this.#sweeper);
-    this.bus.disconnect();
+    this.#connection?.close();
   }
 
   /** Every com.victronenergy.* service with its unique name. */
   async listServices(): Promise<{ name: string; owner: string }[]> {
     const reply = await this.#call(DBUS, "/org/freedesktop/DBus", DBUS, "ListNames");
-    const names = (reply.message.body[0] as string[]).filter((n) => n.startsWith(SERVICE_PREFIX));
+    const names = (reply.message.body.value(parseSignature("as")) as string[])
+      .filter((n) => n.startsWith(SERVICE_PREFIX));
     const owners = await Promise.allSettled(
       names.map((name) =>
         this.#call(DBUS, "/org/freedesktop/DBus", DBUS, "GetNameOwner", "s", [name])
@@ -134,7 +133,9 @@ export class VictronBus {
     );
     return names.flatMap((name, i) => {
       const owner = owners[i];
-      return owner.status === "fulfilled" ? [{ name, owner: owner.value.message.body[0] }] : [];
+      return owner.status === "fulfilled"
+        ? [{ name, owner: owner.value.message.body.string() }]
+        : [];
     });
   }
 
@@ -147,9 +148,7 @@ export class VictronBus {
       }
       const values: ItemValues = new Map();
       const limits: ItemLimits = new Map();
-      for (const [path, item] of Object.entries(reply.message.body[0])) {
-        addItem(values, limits, path, item as Record<string, Variant>);
-      }
+      readItems(reply.message.body, values, limits);
       return { values, limits, seqOf: () => reply.seq, method: "GetItems" };
     } catch (error) {
       if (!isUnsupported(error)) throw error;
@@ -157,13 +156,17 @@ export class VictronBus {
     }
     try {
       const reply = await this.#call(owner, "/", BUS_ITEM, "GetValue");
-      const root = reply.message.body[0] as Variant;
-      if (root.signature !== "a{sv}") {
-        throw new CallError("Malformed", `GetValue on / returned '${root.signature}'`);
+      const body = reply.message.body;
+      const signature = reply.message.signature === "v" ? body.signature() : "";
+      if (signature !== "a{sv}") {
+        throw new CallError("Malformed", `GetValue on / returned '${signature}'`);
       }
       const values: ItemValues = new Map();
-      for (const [path, value] of Object.entries(root.value as Record<string, Variant>)) {
-        addValue(values, path.startsWith("/") ? path : "/" + path, value);
+      const end = body.arrayEnd(8);
+      while (body.at < end) {
+        body.align(8);
+        const path = body.string();
+        values.set(path.startsWith("/") ? path : "/" + path, body.variantJson(0));
       }
       return { values, limits: new Map(), seqOf: () => reply.seq, method: "GetValue" };
     } catch (error) {
@@ -190,7 +193,10 @@ export class VictronBus {
   ): Promise<{ json: string; seq: number }> {
     const call = () => this.#call(owner, path, BUS_ITEM, "GetValue");
     const reply = forRequest ? await this.#forRequest(owner, call) : await call();
-    return { json: variantToJson(reply.message.body[0]), seq: reply.seq };
+    if (reply.message.signature !== "v") {
+      throw new CallError("Malformed", `GetValue returned '${reply.message.signature}'`);
+    }
+    return { json: reply.message.body.variantJson(0), seq: reply.seq };
   }
 
   /** SetValue for a request; resolves to the service's answer (0 = accepted). */
@@ -199,7 +205,10 @@ export class VictronBus {
       owner,
       () => this.#call(owner, path, BUS_ITEM, "SetValue", "v", [value]),
     );
-    return Number(reply.message.body[0]);
+    const answer = reply.message.signature === "i"
+      ? reply.message.body.value(parseSignature("i"))
+      : NaN;
+    return Number(answer);
   }
 
   async #forRequest(owner: string, call: () => Promise<Reply>): Promise<Reply> {
@@ -231,7 +240,7 @@ export class VictronBus {
       "org.freedesktop.DBus.Introspectable",
       "Introspect",
     );
-    const xml = String(reply.message.body[0]);
+    const xml = reply.message.signature === "s" ? reply.message.body.string() : "";
     const children = [...xml.matchAll(/<node\s+name="([^"/]+)"/g)].map((m) =>
       (path === "/" ? "/" : path + "/") + m[1]
     );
@@ -248,16 +257,17 @@ export class VictronBus {
     signature = "",
     body: unknown[] = [],
   ): Promise<Reply> {
-    const message = new Message({ destination, path, interface: iface, member, signature, body });
-    message.serial = this.bus.newSerial();
+    const serial = this.#connection.call({
+      destination,
+      path,
+      interface: iface,
+      member,
+      signature,
+      body,
+    });
     this.debug(`call ${destination} ${path} ${member}`);
     return new Promise((resolve, reject) => {
-      this.#pending.set(message.serial!, {
-        resolve,
-        reject,
-        deadline: Date.now() + CALL_TIMEOUT_MS,
-      });
-      this.bus.send(message);
+      this.#pending.set(serial, { resolve, reject, deadline: Date.now() + CALL_TIMEOUT_MS });
     });
   }
 
@@ -274,14 +284,16 @@ export class VictronBus {
   #receive(message: Message): void {
     const seq = ++this.#seq;
     if (message.type === MessageType.METHOD_RETURN || message.type === MessageType.ERROR) {
-      const call = this.#pending.get(Number(message.replySerial));
+      const call = this.#pending.get(message.replySerial!);
       if (!call) return;
-      this.#pending.delete(Number(message.replySerial));
-      if (message.type === MessageType.ERROR) {
-        call.reject(new CallError(message.errorName, String(message.body[0] ?? message.errorName)));
-      } else {
-        call.resolve({ message, seq });
-      }
+      this.#pending.delete(message.replySerial!);
+      if (message.type === MessageType.METHOD_RETURN) return call.resolve({ message, seq });
+      const errorName = message.errorName ?? "org.freedesktop.DBus.Error.Failed";
+      let text = errorName;
+      try {
+        if (message.signature.startsWith("s")) text = message.body.string();
+      } catch { /* the name says enough */ }
+      call.reject(new CallError(errorName, text));
       return;
     }
     if (message.type !== MessageType.SIGNAL) return;
@@ -293,23 +305,20 @@ export class VictronBus {
   }
 
   #signal(message: Message, seq: number): void {
-    const { member, body, sender } = message;
+    const { member, body, sender = "" } = message;
     if (member === "NameOwnerChanged" && message.interface === DBUS) {
-      const [name, oldOwner, newOwner] = body as string[];
+      if (message.signature !== "sss") return;
+      const [name, oldOwner, newOwner] = [body.string(), body.string(), body.string()];
       if (name.startsWith(SERVICE_PREFIX)) this.handlers.ownerChanged(name, oldOwner, newOwner);
       return;
     }
     if (message.interface !== BUS_ITEM) return;
     const values: ItemValues = new Map();
     const limits: ItemLimits = new Map();
-    if (member === "PropertiesChanged" && message.signature === "a{sv}") {
-      addItem(values, limits, message.path, body[0] as Record<string, Variant>);
+    if (member === "PropertiesChanged" && message.signature === "a{sv}" && message.path) {
+      readItem(body, message.path, values, limits);
     } else if (member === "ItemsChanged" && message.signature === "a{sa{sv}}") {
-      for (
-        const [path, item] of Object.entries(body[0] as Record<string, Record<string, Variant>>)
-      ) {
-        addItem(values, limits, path, item);
-      }
+      readItems(body, values, limits);
     }
     if (values.size > 0) this.handlers.itemsChanged(sender, values, limits, seq);
   }
@@ -321,26 +330,38 @@ const MATCH_RULES = [
   `type='signal',sender='${DBUS}',interface='${DBUS}',member='NameOwnerChanged',arg0namespace='com.victronenergy'`,
 ];
 
-function addValue(values: ItemValues, path: string, value: Variant | undefined): void {
-  if (value === undefined || !path.startsWith("/")) return;
-  values.set(path, variantToJson(value));
+/** The JSON members the limits become, by their D-Bus keys, in the order they are written. */
+const LIMIT_MEMBERS = new Map([["Min", 0], ["Max", 1], ["Default", 2]]);
+const LIMIT_NAMES = ["min", "max", "default"];
+
+/** Items as GetItems and ItemsChanged give them: a{sa{sv}}, path -> properties. */
+function readItems(body: BodyReader, values: ItemValues, limits: ItemLimits): void {
+  const end = body.arrayEnd(8);
+  while (body.at < end) {
+    body.align(8);
+    readItem(body, body.string(), values, limits);
+  }
 }
 
-/** The D-Bus keys of an item's limits and the JSON members they become. */
-const LIMIT_KEYS = [["Min", "min"], ["Max", "max"], ["Default", "default"]] as const;
-
-/** An item as GetItems, ItemsChanged and PropertiesChanged give it: Value, maybe limits. */
-function addItem(
-  values: ItemValues,
-  limits: ItemLimits,
-  path: string,
-  item: Record<string, Variant>,
-): void {
-  addValue(values, path, item.Value);
-  if (!values.has(path) || (!item.Min && !item.Max && !item.Default)) return;
+/** One item's properties (a{sv}): its Value, maybe limits; the rest is passed over. */
+function readItem(body: BodyReader, path: string, values: ItemValues, limits: ItemLimits): void {
+  let value: string | undefined;
+  let limit: string[] | undefined;
+  const end = body.arrayEnd(8);
+  while (body.at < end) {
+    body.align(8);
+    const key = body.string();
+    const slot = LIMIT_MEMBERS.get(key);
+    if (key === "Value") value = body.variantJson(0);
+    else if (slot !== undefined) (limit ??= [])[slot] = body.variantJson(0);
+    else body.skip(VARIANT);
+  }
+  if (value === undefined || !path.startsWith("/")) return;
+  values.set(path, value);
+  if (!limit) return;
   const members = [];
-  for (const [key, member] of LIMIT_KEYS) {
-    if (item[key]) members.push(`"${member}": ${variantToJson(item[key])}`);
+  for (let i = 0; i < LIMIT_NAMES.length; i++) {
+    if (limit[i] !== undefined) members.push(`"${LIMIT_NAMES[i]}": ${limit[i]}`);
   }
   limits.set(path, members.join(", "));
 }

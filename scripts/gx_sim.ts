@@ -11,7 +11,14 @@
 import { Buffer } from "node:buffer";
 import { readFileSync } from "node:fs";
 import dbus from "dbus-next";
-import { parseTypedJson, toVariant, type TypedJson, type Variant } from "../lib/values.ts";
+import {
+  parseSignature,
+  parseTypedJson,
+  type SignatureType,
+  toVariant,
+  type TypedJson,
+  type Variant,
+} from "../lib/values.ts";
 
 const { Message, Variant: DbusVariant } = dbus;
 type Message = InstanceType<typeof Message>;
@@ -300,7 +307,31 @@ function fromCapture(value: TypedJson): Variant {
   ) {
     return new DbusVariant("ay", Buffer.from((value.data as bigint[]).map(Number)));
   }
-  return toVariant(value);
+  return toDbusNext(toVariant(value));
+}
+
+/** values.ts builds plain variants; dbus-next sends only its own class. */
+export function toDbusNext(v: Variant): Variant {
+  return new DbusVariant(v.signature, dbusNextValue(parseSignature(v.signature), v.value));
+}
+
+function dbusNextValue(type: SignatureType, value: unknown): unknown {
+  const [element] = type.children;
+  if (type.code === "v") return toDbusNext(value as Variant);
+  if (type.code === "a" && element.code === "{") {
+    return Object.fromEntries(
+      Object.entries(value as Record<string, unknown>).map((
+        [k, x],
+      ) => [k, dbusNextValue(element.children[1], x)]),
+    );
+  }
+  if (type.code === "a" && element.code !== "y") {
+    return (value as unknown[]).map((x) => dbusNextValue(element, x));
+  }
+  if (type.code === "(") {
+    return (value as unknown[]).map((x, i) => dbusNextValue(type.children[i], x));
+  }
+  return value;
 }
 
 function isCaptureVariant(v: TypedJson): boolean {

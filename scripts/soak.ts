@@ -11,7 +11,6 @@ import { loadCapture, type ServiceSpec } from "./gx_sim.ts";
 import { rssMb } from "./proc_stats.ts";
 import { startSimulatedGx } from "./simulated_gx.ts";
 import { isBlocked } from "../lib/topics.ts";
-import { variantToJson } from "../lib/values.ts";
 
 const { Variant } = dbus;
 const PORTAL_ID = "c0847dba509e";
@@ -112,7 +111,7 @@ const lost = numeric.filter(([name, path]) => {
   const topic = `N/${PORTAL_ID}/${name.split(".")[2]}/${instances.get(name)}${path}`;
   const held = latest.get(topic);
   return held === undefined ||
-    JSON.parse(held).value !== JSON.parse(variantToJson(service.items.get(path)!));
+    JSON.parse(held).value !== Number(service.items.get(path)!.value);
 });
 const afterWarmUp = samples.find((s) => s.minute >= Math.min(1, minutes / 2)) ?? samples[0];
 const result = {

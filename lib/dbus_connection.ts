@@ -1,0 +1,185 @@
+/**
+ * A client connection to a D-Bus daemon: the address, authentication, Hello,
+ * then messages both ways. It reads with one listener for all bytes and cuts
+ * messages out of them itself (see dbus_wire.ts for why).
+ */
+import net from "node:net";
+import process from "node:process";
+import { Buffer } from "node:buffer";
+import {
+  decodeMessage,
+  encodeCall,
+  FramingError,
+  type Message,
+  MessageFramer,
+  type OutgoingCall,
+} from "./dbus_wire.ts";
+
+/** How long connecting and authenticating may take. */
+const AUTH_TIMEOUT_MS = 10_000;
+
+export interface ConnectionHandlers {
+  message(message: Message): void;
+  /** A message that could not be read; the stream goes on with the next. */
+  malformed(error: Error): void;
+  /** The connection ended or broke; nothing more comes. */
+  closed(error: Error): void;
+}
+
+/** Where `unix:path=...`, `unix:abstract=...` or `tcp:host=...,port=...` points. */
+export function socketOptions(address: string): net.NetConnectOpts {
+  const [transport, rest = ""] = address.split(";")[0].split(/:(.*)/s);
+  const params = new Map(
+    rest.split(",").filter(Boolean).map((pair) => {
+      const [key, value = ""] = pair.split(/=(.*)/s);
+      return [key, decodeURIComponent(value)];
+    }),
+  );
+  if (transport === "unix" && params.has("path")) return { path: params.get("path")! };
+  if (transport === "unix" && params.has("abstract")) {
+    return { path: `\0${params.get("abstract")}` };
+  }
+  if (transport === "tcp" && params.has("port")) {
+    return { host: params.get("host") ?? "localhost", port: Number(params.get("port")) };
+  }
+  throw new Error(`unsupported D-Bus address '${address}' (unix:path=, unix:abstract= or tcp:)`);
+}
+
+export class DbusConnection {
+  #serial = 0;
+  #closed = false;
+  /** Our unique name on the bus (":1.42"). */
+  name = "";
+
+  private constructor(private readonly socket: net.Socket) {}
+
+  /**
+   * Connects and authenticates: EXTERNAL (who we are, from the socket) and,
+   * over TCP where the daemon cannot see that, ANONYMOUS as the fallback.
+   */
+  static async open(address: string, handlers: ConnectionHandlers): Promise<DbusConnection> {
+    const tcp = address.startsWith("tcp:");
+    const socket = net.createConnection(socketOptions(address));
+    socket.setNoDelay?.(true);
+    const lines = lineReader(socket);
+    const timer = setTimeout(
+      () => socket.destroy(new Error(`no answer within ${AUTH_TIMEOUT_MS / 1000} s`)),
+      AUTH_TIMEOUT_MS,
+    );
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once("connect", resolve);
+        socket.once("error", reject);
+      });
+      socket.write("\0");
+      const uid = String(process.getuid?.() ?? 0);
+      const mechanisms = [
+        `EXTERNAL ${hex(uid)}`,
+        ...(tcp ? [`ANONYMOUS ${hex("dbus-mqtt")}`] : []),
+      ];
+      let answer = "";
+      for (const mechanism of mechanisms) {
+        socket.write(`AUTH ${mechanism}\r\n`);
+        answer = await lines.next();
+        if (answer.startsWith("OK ")) break;
+      }
+      if (!answer.startsWith("OK ")) throw new Error(`the bus refused us: ${answer}`);
+      socket.write("BEGIN\r\n");
+    } catch (error) {
+      socket.destroy();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    const connection = new DbusConnection(socket);
+    connection.#receive(lines.stop(), handlers);
+    return connection;
+  }
+
+  /** Sends a method call; returns its serial, which the reply will name. */
+  call(call: Omit<OutgoingCall, "serial">): number {
+    const serial = ++this.#serial;
+    if (!this.#closed) this.socket.write(encodeCall({ ...call, serial }));
+    return serial;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.socket.destroy();
+  }
+
+  #receive(first: Buffer, handlers: ConnectionHandlers): void {
+    const framer = new MessageFramer();
+    const closed = (error: Error) => {
+      if (this.#closed) return;
+      this.#closed = true;
+      this.socket.destroy();
+      handlers.closed(error);
+    };
+    const take = (chunk: Uint8Array) => {
+      let messages;
+      try {
+        messages = framer.push(chunk);
+      } catch (error) {
+        return closed(error as FramingError);
+      }
+      for (const bytes of messages) {
+        let message;
+        try {
+          message = decodeMessage(bytes);
+        } catch (error) {
+          handlers.malformed(error as Error);
+          continue;
+        }
+        handlers.message(message);
+      }
+    };
+    this.socket.on("data", take);
+    this.socket.on("end", () => closed(new Error("connection closed by the bus")));
+    this.socket.on("close", () => closed(new Error("connection closed")));
+    this.socket.on("error", (error) => closed(error));
+    if (first.length) take(first);
+  }
+}
+
+const hex = (text: string) => Buffer.from(text).toString("hex");
+
+/** Reads the authentication's text lines; `stop` hands over the bytes after them. */
+function lineReader(socket: net.Socket) {
+  let buffered = Buffer.alloc(0);
+  let waiting: ((line: string) => void) | undefined;
+  let failed: ((error: Error) => void) | undefined;
+  const deliver = () => {
+    const end = buffered.indexOf("\r\n");
+    if (end < 0 || !waiting) return;
+    const line = buffered.subarray(0, end).toString("latin1");
+    buffered = buffered.subarray(end + 2);
+    const resolve = waiting;
+    waiting = failed = undefined;
+    resolve(line);
+  };
+  const onData = (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    deliver();
+  };
+  const onEnd = () => failed?.(new Error("the bus closed the connection while authenticating"));
+  const onError = (error: Error) => failed?.(error);
+  socket.on("data", onData);
+  socket.on("end", onEnd);
+  socket.on("error", onError);
+  return {
+    next(): Promise<string> {
+      return new Promise((resolve, reject) => {
+        waiting = resolve;
+        failed = reject;
+        deliver();
+      });
+    },
+    stop(): Buffer {
+      socket.off("data", onData);
+      socket.off("end", onEnd);
+      socket.off("error", onError);
+      return buffered;
+    },
+  };
+}

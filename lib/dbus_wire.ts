@@ -1,0 +1,565 @@
+/**
+ * The D-Bus wire format (the specification's "Message Protocol"), just what
+ * the bridge needs: messages cut out of the byte stream, their headers, and
+ * bodies read straight into what the bridge uses. Values become MQTT JSON
+ * text without a detour through JS objects: on a busy GX most messages are
+ * PropertiesChanged/ItemsChanged, and a generic unmarshaller spent most of
+ * the bridge's time building objects that were thrown away at once.
+ *
+ * Pure: no I/O. Reading past a message's end throws (RangeError from the
+ * DataView); the caller drops that message and reads on.
+ */
+import {
+  formatDouble,
+  INVALID_JSON,
+  parseSignature,
+  type SignatureType,
+  type Variant,
+} from "./values.ts";
+
+export const MessageType = { METHOD_CALL: 1, METHOD_RETURN: 2, ERROR: 3, SIGNAL: 4 } as const;
+/** The header flag asking the bus not to send a reply. */
+export const NO_REPLY_EXPECTED = 1;
+
+/** The specification's limits: a whole message, and variants inside variants. */
+const MAX_MESSAGE_BYTES = 128 * 1024 * 1024;
+const MAX_VARIANT_DEPTH = 64;
+const FIXED_HEADER_BYTES = 16;
+
+const enum Field {
+  PATH = 1,
+  INTERFACE = 2,
+  MEMBER = 3,
+  ERROR_NAME = 4,
+  REPLY_SERIAL = 5,
+  DESTINATION = 6,
+  SENDER = 7,
+  SIGNATURE = 8,
+}
+
+/** The type each header field must have; others are passed over. */
+const FIELD_TYPES = ["", "o", "s", "s", "s", "u", "s", "s", "g"];
+
+export interface Header {
+  type: number;
+  flags: number;
+  serial: number;
+  path?: string;
+  interface?: string;
+  member?: string;
+  errorName?: string;
+  replySerial?: number;
+  destination?: string;
+  sender?: string;
+  /** The body's signature ("" for none). */
+  signature: string;
+}
+
+/** A received message: its header and a reader placed at the start of its body. */
+export interface Message extends Header {
+  body: BodyReader;
+}
+
+// ------------------------------------------------------------------ framing
+
+/** Thrown when the stream cannot be a D-Bus message stream any more. */
+export class FramingError extends Error {}
+
+/**
+ * Cuts complete messages out of the bytes as they arrive (one socket read
+ * holds a part of a message or many). Whole messages are not copied.
+ */
+export class MessageFramer {
+  #rest: Uint8Array = new Uint8Array(0);
+
+  /** The complete messages now available, as byte ranges of their own. */
+  push(chunk: Uint8Array): Uint8Array[] {
+    let bytes = chunk;
+    if (this.#rest.length > 0) {
+      bytes = new Uint8Array(this.#rest.length + chunk.length);
+      bytes.set(this.#rest);
+      bytes.set(chunk, this.#rest.length);
+    }
+    const messages: Uint8Array[] = [];
+    let at = 0;
+    while (bytes.length - at >= FIXED_HEADER_BYTES) {
+      const size = messageSize(bytes, at);
+      if (bytes.length - at < size) break;
+      messages.push(bytes.subarray(at, at + size));
+      at += size;
+    }
+    this.#rest = bytes.subarray(at);
+    return messages;
+  }
+}
+
+function messageSize(bytes: Uint8Array, at: number): number {
+  const view = new DataView(bytes.buffer, bytes.byteOffset + at, FIXED_HEADER_BYTES);
+  const le = littleEndian(bytes[at]);
+  const bodyLength = view.getUint32(4, le);
+  const fieldsLength = view.getUint32(12, le);
+  const size = FIXED_HEADER_BYTES + pad8(fieldsLength) + bodyLength;
+  if (size > MAX_MESSAGE_BYTES) throw new FramingError(`a message of ${size} bytes`);
+  return size;
+}
+
+function littleEndian(marker: number): boolean {
+  if (marker === 0x6c) return true; // 'l'
+  if (marker === 0x42) return false; // 'B'
+  throw new FramingError(`no byte-order mark at a message start (0x${marker.toString(16)})`);
+}
+
+const pad8 = (n: number) => (n + 7) & ~7;
+
+/** A whole message's header, and its body ready to be read. */
+export function decodeMessage(bytes: Uint8Array): Message {
+  const reader = new BodyReader(bytes, littleEndian(bytes[0]));
+  const header: Message = {
+    type: bytes[1],
+    flags: bytes[2],
+    serial: reader.view.getUint32(8, reader.le),
+    signature: "",
+    body: reader,
+  };
+  const fieldsEnd = FIXED_HEADER_BYTES + reader.view.getUint32(12, reader.le);
+  reader.at = FIXED_HEADER_BYTES;
+  while (reader.at < fieldsEnd) {
+    reader.align(8);
+    const code = reader.byte();
+    const type = reader.signature();
+    if (FIELD_TYPES[code] !== type) {
+      reader.skip(parseSignature(type)); // a later protocol's field (UNIX_FDS, ...) or a bad one
+      continue;
+    }
+    switch (code) {
+      case Field.PATH:
+        header.path = reader.string();
+        break;
+      case Field.INTERFACE:
+        header.interface = reader.string();
+        break;
+      case Field.MEMBER:
+        header.member = reader.string();
+        break;
+      case Field.ERROR_NAME:
+        header.errorName = reader.string();
+        break;
+      case Field.REPLY_SERIAL:
+        header.replySerial = reader.uint32();
+        break;
+      case Field.DESTINATION:
+        header.destination = reader.string();
+        break;
+      case Field.SENDER:
+        header.sender = reader.string();
+        break;
+      case Field.SIGNATURE:
+        header.signature = reader.signature();
+        break;
+    }
+  }
+  reader.at = pad8(fieldsEnd);
+  return header;
+}
+
+// ------------------------------------------------------------------ reading
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Alignment of each type code on the wire. */
+const ALIGNMENT: Record<string, number> = {
+  y: 1,
+  b: 4,
+  n: 2,
+  q: 2,
+  i: 4,
+  u: 4,
+  x: 8,
+  t: 8,
+  d: 8,
+  h: 4,
+  s: 4,
+  o: 4,
+  g: 1,
+  v: 1,
+  a: 4,
+  "(": 8,
+  "{": 8,
+};
+
+const INTEGER_CODES = "ynqiuxth";
+
+/** Reads values of one message; alignment counts from the message's start. */
+export class BodyReader {
+  readonly view: DataView;
+  at = 0;
+
+  constructor(readonly bytes: Uint8Array, readonly le: boolean) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  }
+
+  align(n: number): void {
+    this.at = (this.at + n - 1) & -n;
+  }
+
+  byte(): number {
+    return this.view.getUint8(this.at++);
+  }
+
+  uint32(): number {
+    this.align(4);
+    const n = this.view.getUint32(this.at, this.le);
+    this.at += 4;
+    return n;
+  }
+
+  string(): string {
+    return this.#text(this.uint32());
+  }
+
+  signature(): string {
+    return this.#text(this.byte());
+  }
+
+  /** A string of `length` bytes and its terminating NUL. */
+  #text(length: number): string {
+    const start = this.at;
+    const end = start + length;
+    if (end >= this.bytes.length) throw new RangeError("string runs past the message");
+    this.at = end + 1;
+    // Names and paths are short ASCII: building them here is cheaper than a decoder call.
+    if (length <= 64) {
+      let text = "";
+      for (let i = start; i < end; i++) {
+        const c = this.bytes[i];
+        if (c >= 0x80) return utf8.decode(this.bytes.subarray(start, end));
+        text += String.fromCharCode(c);
+      }
+      return text;
+    }
+    return utf8.decode(this.bytes.subarray(start, end));
+  }
+
+  /**
+   * A value as plain JS: numbers (64-bit integers as BigInt), strings,
+   * booleans, arrays, dicts as Maps, and variants as their JSON text.
+   */
+  value(type: SignatureType): unknown {
+    switch (type.code) {
+      case "s":
+      case "o":
+        return this.string();
+      case "g":
+        return this.signature();
+      case "v":
+        return this.variantJson(0);
+      case "a": {
+        const element = type.children[0];
+        const end = this.arrayEnd(ALIGNMENT[element.code]);
+        if (element.code === "{") {
+          const map = new Map<unknown, unknown>();
+          while (this.at < end) {
+            this.align(8);
+            map.set(this.value(element.children[0]), this.value(element.children[1]));
+          }
+          return map;
+        }
+        const items = [];
+        while (this.at < end) items.push(this.value(element));
+        return items;
+      }
+      case "(":
+      case "{":
+        this.align(8);
+        return type.children.map((child) => this.value(child));
+      default:
+        return this.#number(type.code);
+    }
+  }
+
+  /** Passes over a value without building it. */
+  skip(type: SignatureType): void {
+    switch (type.code) {
+      case "s":
+      case "o":
+        this.at = this.uint32() + this.at + 1;
+        return;
+      case "g":
+        this.at += this.byte() + 1;
+        return;
+      case "v":
+        return this.skip(parseSignature(this.signature()));
+      case "a":
+        this.at = this.arrayEnd(ALIGNMENT[type.children[0].code]);
+        return;
+      case "(":
+      case "{":
+        this.align(8);
+        for (const child of type.children) this.skip(child);
+        return;
+      default:
+        this.#number(type.code);
+    }
+  }
+
+  /**
+   * The JSON text of a variant, by the bridge's value rules: whole doubles
+   * keep ".0", 64-bit integers every digit, Victron's "invalid" (an empty
+   * array of integers) is null, dicts are objects, arrays and structs lists.
+   */
+  variantJson(depth: number): string {
+    if (depth > MAX_VARIANT_DEPTH) throw new RangeError("variants nested too deeply");
+    return this.json(parseSignature(this.signature()), depth + 1);
+  }
+
+  json(type: SignatureType, depth: number): string {
+    switch (type.code) {
+      case "d":
+        return formatDouble(this.#number("d") as number);
+      case "b":
+        return this.#number("b") ? "true" : "false";
+      case "s":
+      case "o":
+        return JSON.stringify(this.string());
+      case "g":
+        return JSON.stringify(this.signature());
+      case "v":
+        return this.variantJson(depth);
+      case "a":
+        return this.#arrayJson(type.children[0], depth);
+      case "(":
+      case "{": {
+        this.align(8);
+        return "[" + type.children.map((child) => this.json(child, depth)).join(",") + "]";
+      }
+      default:
+        return String(this.#number(type.code));
+    }
+  }
+
+  #arrayJson(element: SignatureType, depth: number): string {
+    const end = this.arrayEnd(ALIGNMENT[element.code]);
+    const parts: string[] = [];
+    if (element.code === "{") {
+      const [keyType, valueType] = element.children;
+      while (this.at < end) {
+        this.align(8);
+        const key = this.value(keyType);
+        parts.push(JSON.stringify(String(key)) + ":" + this.json(valueType, depth));
+      }
+      return "{" + parts.join(",") + "}";
+    }
+    while (this.at < end) parts.push(this.json(element, depth));
+    if (parts.length === 0 && INTEGER_CODES.includes(element.code)) return INVALID_JSON;
+    return "[" + parts.join(",") + "]";
+  }
+
+  /** Reads an array's length; returns where its elements end, placed at the first. */
+  arrayEnd(elementAlignment: number): number {
+    const length = this.uint32();
+    this.align(elementAlignment);
+    const end = this.at + length;
+    if (end > this.bytes.length) throw new RangeError("array runs past the message");
+    return end;
+  }
+
+  #number(code: string): number | bigint | boolean {
+    const size = code === "y" ? 1 : ALIGNMENT[code];
+    this.align(size);
+    const at = this.at;
+    this.at += size;
+    const { view, le } = this;
+    switch (code) {
+      case "y":
+        return view.getUint8(at);
+      case "b":
+        return view.getUint32(at, le) !== 0;
+      case "n":
+        return view.getInt16(at, le);
+      case "q":
+        return view.getUint16(at, le);
+      case "i":
+        return view.getInt32(at, le);
+      case "u":
+      case "h":
+        return view.getUint32(at, le);
+      case "x":
+        return view.getBigInt64(at, le);
+      case "t":
+        return view.getBigUint64(at, le);
+      case "d":
+        return view.getFloat64(at, le);
+    }
+    throw new RangeError(`unknown D-Bus type '${code}'`);
+  }
+}
+
+// ------------------------------------------------------------------ writing
+
+export interface OutgoingCall {
+  serial: number;
+  destination: string;
+  path: string;
+  interface: string;
+  member: string;
+  signature?: string;
+  body?: unknown[];
+  flags?: number;
+}
+
+/** A method call in the wire format (little-endian). */
+export function encodeCall(call: OutgoingCall): Uint8Array {
+  const signature = call.signature ?? "";
+  const body = new Writer();
+  if (signature) {
+    const type = parseSignature(`(${signature})`);
+    type.children.forEach((child, i) => body.value(child, call.body![i]));
+  }
+  const w = new Writer();
+  w.bytes([0x6c, MessageType.METHOD_CALL, call.flags ?? 0, 1]);
+  w.uint32(body.length);
+  w.uint32(call.serial);
+  const fields: [number, string, string][] = [
+    [Field.PATH, "o", call.path],
+    [Field.DESTINATION, "s", call.destination],
+    [Field.INTERFACE, "s", call.interface],
+    [Field.MEMBER, "s", call.member],
+  ];
+  if (signature) fields.push([Field.SIGNATURE, "g", signature]);
+  w.array(8, () => {
+    for (const [code, type, value] of fields) {
+      w.align(8);
+      w.bytes([code]);
+      w.signature(type);
+      w.value(parseSignature(type), value);
+    }
+  });
+  w.align(8);
+  return w.concat(body);
+}
+
+const utf8Encoder = new TextEncoder();
+
+/** Appends values in the wire format (little-endian), growing its buffer. */
+class Writer {
+  #buffer = new Uint8Array(256);
+  #view = new DataView(this.#buffer.buffer);
+  length = 0;
+
+  #room(n: number): void {
+    if (this.length + n <= this.#buffer.length) return;
+    const bigger = new Uint8Array(Math.max(2 * this.#buffer.length, this.length + n));
+    bigger.set(this.#buffer.subarray(0, this.length));
+    this.#buffer = bigger;
+    this.#view = new DataView(bigger.buffer);
+  }
+
+  align(n: number): void {
+    const to = (this.length + n - 1) & -n;
+    this.#room(to - this.length);
+    this.#buffer.fill(0, this.length, to);
+    this.length = to;
+  }
+
+  bytes(values: ArrayLike<number>): void {
+    this.#room(values.length);
+    this.#buffer.set(values, this.length);
+    this.length += values.length;
+  }
+
+  uint32(n: number): void {
+    this.align(4);
+    this.#room(4);
+    this.#view.setUint32(this.length, n, true);
+    this.length += 4;
+  }
+
+  signature(text: string): void {
+    this.bytes([text.length, ...utf8Encoder.encode(text), 0]);
+  }
+
+  /** An array: its length is known once `elements` has written them. */
+  array(elementAlignment: number, elements: () => void): void {
+    this.uint32(0);
+    const lengthAt = this.length - 4;
+    this.align(elementAlignment);
+    const start = this.length;
+    elements();
+    this.#view.setUint32(lengthAt, this.length - start, true);
+  }
+
+  value(type: SignatureType, value: unknown): void {
+    const code = type.code;
+    switch (code) {
+      case "s":
+      case "o": {
+        const encoded = utf8Encoder.encode(value as string);
+        this.uint32(encoded.length);
+        this.bytes(encoded);
+        this.bytes([0]);
+        return;
+      }
+      case "g":
+        return this.signature(value as string);
+      case "v": {
+        const variant = value as Variant;
+        this.signature(variant.signature);
+        return this.value(parseSignature(variant.signature), variant.value);
+      }
+      case "a": {
+        const element = type.children[0];
+        return this.array(ALIGNMENT[element.code], () => {
+          if (element.code === "{") {
+            const entries = value instanceof Map
+              ? value.entries()
+              : Object.entries(value as Record<string, unknown>);
+            for (const [k, v] of entries) this.value(element, [k, v]);
+          } else {
+            for (const item of value as unknown[]) this.value(element, item);
+          }
+        });
+      }
+      case "(":
+      case "{":
+        this.align(8);
+        type.children.forEach((child, i) => this.value(child, (value as unknown[])[i]));
+        return;
+    }
+    const size = code === "y" ? 1 : ALIGNMENT[code];
+    this.align(size);
+    this.#room(size);
+    const at = this.length;
+    this.length += size;
+    const view = this.#view;
+    switch (code) {
+      case "y":
+        return view.setUint8(at, value as number);
+      case "b":
+        return view.setUint32(at, value ? 1 : 0, true);
+      case "n":
+        return view.setInt16(at, value as number, true);
+      case "q":
+        return view.setUint16(at, value as number, true);
+      case "i":
+        return view.setInt32(at, value as number, true);
+      case "u":
+      case "h":
+        return view.setUint32(at, value as number, true);
+      case "x":
+        return view.setBigInt64(at, BigInt(value as bigint), true);
+      case "t":
+        return view.setBigUint64(at, BigInt(value as bigint), true);
+      case "d":
+        return view.setFloat64(at, value as number, true);
+    }
+    throw new RangeError(`unknown D-Bus type '${code}'`);
+  }
+
+  /** These bytes, then `next`'s. */
+  concat(next: Writer): Uint8Array {
+    const out = new Uint8Array(this.length + next.length);
+    out.set(this.#buffer.subarray(0, this.length));
+    out.set(next.#buffer.subarray(0, next.length), this.length);
+    return out;
+  }
+}
