@@ -103,7 +103,8 @@ for (let s = 0; s < services; s++) {
   specs.push({ name: `com.victronenergy.battery.bench${s}`, items });
 }
 const sim = await GxSim.start(bus.address, specs);
-const simServices = [...sim.services.values()];
+// In the order of the specs: service s is device instance s (the map is in start-up order).
+const simServices = specs.map((spec) => sim.services.get(spec.name)!);
 const total = services * (pathsPer + 1);
 const topicOf = (s: number, p: number) => `N/${PORTAL_ID}/battery/${s}/Bench/Value${p}`;
 
