@@ -8,6 +8,7 @@
  */
 import { readFileSync } from "node:fs";
 import mqtt from "mqtt";
+import { encodePublishes, type Publish } from "./mqtt_packets.ts";
 import type { BrokerOptions } from "./options.ts";
 
 /** A busy bridge writes to the broker at most this often, many messages a time. */
@@ -42,7 +43,7 @@ export interface LinkHandlers {
 export class MqttLink {
   readonly #client: mqtt.MqttClient;
   /** Coalesced messages by topic; others by a number of their own, in order. */
-  readonly #queue = new Map<string | number, { topic: string; payload: string; retain: boolean }>();
+  readonly #queue = new Map<string | number, Publish>();
   #uncoalesced = 0;
   #flushScheduled = false;
   #lastFlush = -Infinity;
@@ -108,12 +109,8 @@ export class MqttLink {
       return;
     }
     this.#lastFlush = performance.now();
-    // Corked, every packet of this flush leaves in one write.
-    this.#client.stream.cork();
-    for (const { topic, payload, retain } of this.#queue.values()) {
-      this.#client.publish(topic, payload, { qos: 0, retain });
-    }
-    this.#client.stream.uncork();
+    // Every packet of this flush leaves in one write.
+    this.#client.stream.write(encodePublishes([...this.#queue.values()]));
     this.#queue.clear();
   }
 
