@@ -31,7 +31,7 @@ export function encodePublishes(messages: Publish[]): Uint8Array {
   messages.forEach(({ topic, payload, retain }, i) => {
     out[at++] = retain ? PUBLISH | RETAIN : PUBLISH;
     // "Remaining length": 7 bits a byte, least significant first.
-    for (let rest = lengths[2 * i + 1]; ; rest >>= 7) {
+    for (let rest = lengths[2 * i + 1];; rest >>= 7) {
       out[at++] = rest > 0x7f ? (rest & 0x7f) | 0x80 : rest;
       if (rest <= 0x7f) break;
     }
