@@ -4,7 +4,8 @@
  * several times before the next flush goes out once, with its latest payload.
  * When busy it flushes at most every FLUSH_MS, all messages in one write.
  * Nothing is queued while the broker is away; the bridge republishes what the
- * keep-alive calls for when it is back.
+ * keep-alive calls for when it is back. While the broker is slower than the
+ * bus, messages wait here (coalesced) until the socket has drained.
  */
 import { readFileSync } from "node:fs";
 import mqtt from "mqtt";
@@ -108,14 +109,26 @@ export class MqttLink {
       this.#queue.clear();
       return;
     }
+    const stream = this.#client.stream;
+    if (stream.writableNeedDrain) {
+      // The broker is behind: values keep coalescing here, one per topic, rather
+      // than piling up in the socket's buffer. A new connection flushes anew.
+      this.#flushScheduled = true;
+      const socket = stream;
+      socket.once("drain", () => socket === this.#client.stream && this.#flush());
+      return;
+    }
     this.#lastFlush = performance.now();
     // Every packet of this flush leaves in one write.
-    this.#client.stream.write(encodePublishes([...this.#queue.values()]));
+    stream.write(encodePublishes([...this.#queue.values()]));
     this.#queue.clear();
   }
 
   #onConnect(): void {
     this.#wasConnected = true;
+    // What waited for the old socket is dropped: the bridge publishes anew now.
+    this.#flushScheduled = false;
+    this.#queue.clear();
     this.#client.options.reconnectPeriod = RECONNECT_MS;
     this.#client.subscribe(this.subscriptions, { qos: 0 }, (error) => {
       if (error) this.handlers.problem(`subscribe failed: ${error.message}`);

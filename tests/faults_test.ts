@@ -7,6 +7,8 @@ import { strictEqual } from "node:assert";
 import dbus from "dbus-next";
 import { PORTAL_ID, PV, pvInverter, sleep, withGx } from "./support/gx.ts";
 
+const SETTINGS = "com.victronenergy.settings";
+
 const { Variant } = dbus;
 
 Deno.test("a malformed GetItems answer: the service is scanned the older way", async () => {
@@ -77,5 +79,40 @@ Deno.test("a value changing during an item-by-item scan: the last value wins", a
     );
     await gx.client.waitFor("everything", () => gx.client.topics.has(topic));
     strictEqual(gx.client.value(topic), 300);
+  });
+});
+
+Deno.test("a broker slower than the bus: values wait in the bridge, coalesced; the last arrives", async () => {
+  const paths = Array.from({ length: 200 }, (_, i) => `/Settings/Big${i}`);
+  await withGx({
+    services: [{ name: SETTINGS, items: Object.fromEntries(paths.map((p) => [p, ""])) }],
+  }, async (gx) => {
+    if (!gx.broker.pause) return; // only Mosquitto can be frozen
+    const topics = paths.map((p) => gx.topic("settings", 0, p));
+    await gx.wake(topics[0]);
+    await gx.client.waitFor("every value", () => topics.every((t) => gx.client.topics.has(t)));
+    const before = gx.client.log.length;
+    gx.broker.pause();
+    // Rounds of 4 MB, each apart so that each is a flush of its own: 20 MB
+    // in all, more than the sockets between the bridge and the broker hold.
+    const big = (round: number, i: number) => `${round}/${i}:`.padEnd(20_000, "x");
+    const rounds = 5;
+    try {
+      for (let round = 1; round <= rounds; round++) {
+        paths.forEach((path, i) => gx.sim.get(SETTINGS).set(path, big(round, i)));
+        await sleep(200);
+      }
+    } finally {
+      gx.broker.resume!();
+    }
+    await gx.client.waitFor(
+      "the last values",
+      () => topics.every((t, i) => gx.client.value(t) === big(rounds, i)),
+      20_000,
+    );
+    const sent = rounds * paths.length;
+    const received = gx.client.log.slice(before).filter((m) => topics.includes(m.topic)).length;
+    console.log(`sent ${sent} values while the broker was frozen, ${received} arrived`);
+    strictEqual(received < sent * 0.8, true, `${received} of ${sent} arrived: nothing coalesced`);
   });
 });

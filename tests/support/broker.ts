@@ -7,6 +7,9 @@ import { WebSocketServer } from "ws";
 
 export interface Broker {
   kind: "mosquitto" | "aedes";
+  /** Freezes the broker (it stops reading) until `resume`; Mosquitto only. */
+  pause?(): void;
+  resume?(): void;
   url: string;
   port: number;
   /** `ws://` URL of the same broker, when started with websockets. */
@@ -97,8 +100,11 @@ async function startMosquitto(
     url: `mqtt://127.0.0.1:${port}`,
     port,
     wsUrl: wsPort ? `ws://127.0.0.1:${wsPort}` : undefined,
+    pause: () => process.kill("SIGSTOP"),
+    resume: () => process.kill("SIGCONT"),
     async stop() {
       try {
+        process.kill("SIGCONT");
         process.kill("SIGTERM");
       } catch { /* already gone */ }
       await process.status;
