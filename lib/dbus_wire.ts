@@ -227,16 +227,6 @@ export class BodyReader {
     const end = start + length;
     if (end >= this.bytes.length) throw new RangeError("string runs past the message");
     this.at = end + 1;
-    // Names and paths are short ASCII: building them here is cheaper than a decoder call.
-    if (length <= 64) {
-      let text = "";
-      for (let i = start; i < end; i++) {
-        const c = this.bytes[i];
-        if (c >= 0x80) return utf8.decode(this.bytes.subarray(start, end));
-        text += String.fromCharCode(c);
-      }
-      return text;
-    }
     return utf8.decode(this.bytes.subarray(start, end));
   }
 

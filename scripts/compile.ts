@@ -1,7 +1,7 @@
 /**
  * `deno task compile`: standalone executables of the bridge for GX devices
  * (aarch64: Cerbo GX, Ekrano GX) and x86_64 (a PC or VM running Venus OS or
- * any Linux), with exactly the permissions of the `start` task.
+ * any Linux), with exactly the permissions and V8 flags of the `start` task.
  *
  *   deno task compile                                   both targets
  *   deno task compile -- --target aarch64-unknown-linux-gnu
@@ -13,10 +13,11 @@
 const ROOT = new URL("..", import.meta.url).pathname;
 const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"];
 
-/** The start task's permission flags: the one place they are written down. */
-function permissions(): string[] {
+/** The start task's permission and V8 flags: the one place they are written down. */
+function runtimeFlags(): string[] {
   const config = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
-  return (config.tasks.start as string).split(/\s+/).filter((word) => word.startsWith("--allow"));
+  return (config.tasks.start as string).split(/\s+/)
+    .filter((word) => word.startsWith("--allow") || word.startsWith("--v8-flags"));
 }
 
 function outputName(target: string): string {
@@ -26,7 +27,7 @@ function outputName(target: string): string {
 async function compile(target: string): Promise<boolean> {
   const output = outputName(target);
   const result = await new Deno.Command(Deno.execPath(), {
-    args: ["compile", ...permissions(), "--target", target, "--output", output, "main.ts"],
+    args: ["compile", ...runtimeFlags(), "--target", target, "--output", output, "main.ts"],
     cwd: ROOT,
     stdout: "inherit",
     stderr: "piped",
