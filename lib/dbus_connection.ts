@@ -48,8 +48,6 @@ export function socketOptions(address: string): net.NetConnectOpts {
 export class DbusConnection {
   #serial = 0;
   #closed = false;
-  /** Our unique name on the bus (":1.42"). */
-  name = "";
 
   private constructor(private readonly socket: net.Socket) {}
 

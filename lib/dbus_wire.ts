@@ -18,8 +18,6 @@ import {
 } from "./values.ts";
 
 export const MessageType = { METHOD_CALL: 1, METHOD_RETURN: 2, ERROR: 3, SIGNAL: 4 } as const;
-/** The header flag asking the bus not to send a reply. */
-export const NO_REPLY_EXPECTED = 1;
 
 /** The specification's limits: a whole message, and variants inside variants. */
 const MAX_MESSAGE_BYTES = 128 * 1024 * 1024;
@@ -67,30 +65,48 @@ export class FramingError extends Error {}
 
 /**
  * Cuts complete messages out of the bytes as they arrive (one socket read
- * holds a part of a message or many). Whole messages are not copied.
+ * holds a part of a message or many). Complete messages are not copied; the
+ * pieces of a long one are joined once, when it is all there.
  */
 export class MessageFramer {
-  #rest: Uint8Array = new Uint8Array(0);
+  #pieces: Uint8Array[] = [];
+  #buffered = 0;
+  /** Bytes needed before the next message can be cut: its size once known. */
+  #needed = FIXED_HEADER_BYTES;
 
   /** The complete messages now available, as byte ranges of their own. */
   push(chunk: Uint8Array): Uint8Array[] {
-    let bytes = chunk;
-    if (this.#rest.length > 0) {
-      bytes = new Uint8Array(this.#rest.length + chunk.length);
-      bytes.set(this.#rest);
-      bytes.set(chunk, this.#rest.length);
-    }
+    this.#pieces.push(chunk);
+    this.#buffered += chunk.length;
+    if (this.#buffered < this.#needed) return [];
+    const bytes = this.#pieces.length === 1 ? chunk : join(this.#pieces, this.#buffered);
     const messages: Uint8Array[] = [];
     let at = 0;
+    this.#needed = FIXED_HEADER_BYTES;
     while (bytes.length - at >= FIXED_HEADER_BYTES) {
       const size = messageSize(bytes, at);
-      if (bytes.length - at < size) break;
+      if (bytes.length - at < size) {
+        this.#needed = size;
+        break;
+      }
       messages.push(bytes.subarray(at, at + size));
       at += size;
     }
-    this.#rest = bytes.subarray(at);
+    const rest = bytes.subarray(at);
+    this.#pieces = rest.length ? [rest] : [];
+    this.#buffered = rest.length;
     return messages;
   }
+}
+
+function join(pieces: Uint8Array[], length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  let at = 0;
+  for (const piece of pieces) {
+    bytes.set(piece, at);
+    at += piece.length;
+  }
+  return bytes;
 }
 
 function messageSize(bytes: Uint8Array, at: number): number {
@@ -98,7 +114,8 @@ function messageSize(bytes: Uint8Array, at: number): number {
   const le = littleEndian(bytes[at]);
   const bodyLength = view.getUint32(4, le);
   const fieldsLength = view.getUint32(12, le);
-  const size = FIXED_HEADER_BYTES + pad8(fieldsLength) + bodyLength;
+  // Plain arithmetic, not bit tricks: lengths near 2^32 must not wrap around.
+  const size = FIXED_HEADER_BYTES + Math.ceil(fieldsLength / 8) * 8 + bodyLength;
   if (size > MAX_MESSAGE_BYTES) throw new FramingError(`a message of ${size} bytes`);
   return size;
 }
@@ -108,8 +125,6 @@ function littleEndian(marker: number): boolean {
   if (marker === 0x42) return false; // 'B'
   throw new FramingError(`no byte-order mark at a message start (0x${marker.toString(16)})`);
 }
-
-const pad8 = (n: number) => (n + 7) & ~7;
 
 /** A whole message's header, and its body ready to be read. */
 export function decodeMessage(bytes: Uint8Array): Message {
@@ -158,7 +173,7 @@ export function decodeMessage(bytes: Uint8Array): Message {
         break;
     }
   }
-  reader.at = pad8(fieldsEnd);
+  reader.at = Math.ceil(fieldsEnd / 8) * 8;
   return header;
 }
 
@@ -394,7 +409,6 @@ export interface OutgoingCall {
   member: string;
   signature?: string;
   body?: unknown[];
-  flags?: number;
 }
 
 /** A method call in the wire format (little-endian). */
@@ -406,7 +420,7 @@ export function encodeCall(call: OutgoingCall): Uint8Array {
     type.children.forEach((child, i) => body.value(child, call.body![i]));
   }
   const w = new Writer();
-  w.bytes([0x6c, MessageType.METHOD_CALL, call.flags ?? 0, 1]);
+  w.bytes([0x6c, MessageType.METHOD_CALL, 0, 1]);
   w.uint32(body.length);
   w.uint32(call.serial);
   const fields: [number, string, string][] = [

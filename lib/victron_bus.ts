@@ -55,12 +55,10 @@ interface PendingCall {
   deadline: number;
 }
 
-export interface Reply {
+interface Reply {
   message: Message;
   seq: number;
 }
-
-const VARIANT = parseSignature("v");
 
 export interface ScanResult {
   values: ItemValues;
@@ -330,6 +328,7 @@ const MATCH_RULES = [
   `type='signal',sender='${DBUS}',interface='${DBUS}',member='NameOwnerChanged',arg0namespace='com.victronenergy'`,
 ];
 
+const VARIANT = parseSignature("v");
 /** The JSON members the limits become, by their D-Bus keys, in the order they are written. */
 const LIMIT_MEMBERS = new Map([["Min", 0], ["Max", 1], ["Default", 2]]);
 const LIMIT_NAMES = ["min", "max", "default"];

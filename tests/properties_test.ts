@@ -7,7 +7,7 @@ import { deepStrictEqual, strictEqual } from "node:assert";
 import dbus from "dbus-next";
 import fc from "fast-check";
 import { parseRequest } from "../lib/topics.ts";
-import { decodeMessage, encodeCall } from "../lib/dbus_wire.ts";
+import { decodeMessage, encodeCall, FramingError, MessageFramer } from "../lib/dbus_wire.ts";
 import {
   parseSignature,
   parseTypedJson,
@@ -162,6 +162,13 @@ Deno.test("damaged messages are refused with an Error, never a hang or a crash",
       (damage) => {
         const bytes = good.slice();
         for (const [at, byte] of damage) bytes[at] = byte;
+        try {
+          // Twice in a row, so a damaged length also decides where the next message starts.
+          const framed = new MessageFramer().push(new Uint8Array([...bytes, ...bytes]));
+          for (const message of framed) strictEqual(message.length >= 16, true);
+        } catch (error) {
+          strictEqual(error instanceof FramingError, true, String(error));
+        }
         try {
           const message = decodeMessage(bytes);
           if (message.signature) message.body.value(parseSignature(`(${message.signature})`));
