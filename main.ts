@@ -95,6 +95,10 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     return 1;
   }
 
+  // The broker connection is set up while the services answer the scan.
+  const services = await bus.listServices();
+  const scanned = Promise.all(services.map(({ name, owner }) => scan(name, owner)));
+
   if (options.insecure) {
     log.warn(
       "mqtt",
@@ -112,8 +116,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     },
   );
 
-  const services = await bus.listServices();
-  await Promise.all(services.map(({ name, owner }) => scan(name, owner)));
+  await scanned;
 
   const paths = [...state.services.values()].reduce((n, s) => n + s.items.size, 0);
   log.info(

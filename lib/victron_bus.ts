@@ -102,10 +102,13 @@ export class VictronBus {
         malformed: (error) => debug(`ignored an unreadable message: ${error.message}`),
         closed: (error) => victronBus.#closing || handlers.lost(error),
       });
-      await victronBus.#call(DBUS, "/org/freedesktop/DBus", DBUS, "Hello");
-      for (const rule of MATCH_RULES) {
-        await victronBus.#call(DBUS, "/org/freedesktop/DBus", DBUS, "AddMatch", "s", [rule]);
-      }
+      // The bus takes them in order: no need to wait for one answer before the next call.
+      await Promise.all([
+        victronBus.#call(DBUS, "/org/freedesktop/DBus", DBUS, "Hello"),
+        ...MATCH_RULES.map((rule) =>
+          victronBus.#call(DBUS, "/org/freedesktop/DBus", DBUS, "AddMatch", "s", [rule])
+        ),
+      ]);
     } catch (error) {
       victronBus.close();
       throw error;

@@ -11,6 +11,7 @@
  * A --bridge command gets `--dbus <address> --mqtt <url> --portal-id <id>`
  * appended unless it places {dbus}, {mqtt}, {host}, {port} or {portal} itself.
  * Phases, each timed from the subscriber's side:
+ * - scanned: bridge spawned -> its startup line, printed when every service is scanned;
  * - start: bridge spawned -> a subscriber holds every value (keep-alives sent until then);
  * - full publish: keep-alive -> every value received again;
  * - sustained load: values change at fixed rates, as single-path
@@ -52,6 +53,8 @@ interface LoadResult {
 
 interface BridgeResult {
   bridge: string;
+  /** Spawned -> its startup line (every service scanned); NaN when it prints none. */
+  scanS: number;
   startS: number;
   fullPublishS: number;
   loads: LoadResult[];
@@ -140,6 +143,10 @@ async function measure(command: string): Promise<BridgeResult> {
   const started = performance.now();
   const bridge = spawn(command);
   const { pid } = bridge;
+  const scanned = bridge.waitForLine(/\[start\]/, 60_000).then(
+    () => (performance.now() - started) / 1000,
+    () => NaN,
+  );
   try {
     const valueTopics = () => [...latest.keys()].filter((t) => t.includes("/battery/")).length;
     // Keep-alives until the bridge is up (one sent before it subscribed is lost), then wait.
@@ -168,7 +175,7 @@ async function measure(command: string): Promise<BridgeResult> {
       clearInterval(renew);
     }
     const peakRssMb = rssMb(pid, "VmHWM");
-    return { bridge: command, startS, fullPublishS, loads, peakRssMb };
+    return { bridge: command, scanS: await scanned, startS, fullPublishS, loads, peakRssMb };
   } finally {
     await bridge.stop();
     const noted = bridge.lines.filter((l) => /^(WARN|ERROR)/.test(l));
@@ -321,10 +328,8 @@ function print(results: BridgeResult[]): void {
   for (const r of results) {
     console.log(`\n${r.bridge}`);
     console.log(
-      `  start -> all ${total} values: ${n(r.startS, 2)} s   full publish: ${
-        n(r.fullPublishS, 2)
-      } s` +
-        `   peak RSS: ${n(r.peakRssMb)} MB`,
+      `  scanned: ${n(r.scanS, 2)} s   start -> all ${total} values: ${n(r.startS, 2)} s` +
+        `   full publish: ${n(r.fullPublishS, 2)} s   peak RSS: ${n(r.peakRssMb)} MB`,
     );
     console.log(
       "  load                      sent/s  received    lost  p50 ms  p99 ms  CPU ms/1k",

@@ -42,7 +42,7 @@ export class BridgeProcess {
       if (Date.now() > end) {
         throw new Error(`no log line ${pattern}; got:\n${this.lines.join("\n")}`);
       }
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
 
