@@ -1,6 +1,7 @@
 /**
  * The D-Bus wire reader on its own: messages cut out of a byte stream however
- * it is split, headers, both byte orders, and streams that cannot be D-Bus.
+ * it is split, headers, both byte orders, streams that cannot be D-Bus, and
+ * bus addresses.
  */
 import { deepStrictEqual, strictEqual, throws } from "node:assert";
 import dbus from "dbus-next";
@@ -11,6 +12,7 @@ import {
   MessageFramer,
   MessageType,
 } from "../lib/dbus_wire.ts";
+import { socketOptions } from "../lib/dbus_connection.ts";
 import { parseSignature } from "../lib/values.ts";
 import { dbusNextBytes } from "./support/wire.ts";
 
@@ -100,4 +102,15 @@ Deno.test("signatures that cannot be a value are refused", () => {
   for (const bad of ["()", "a{vs}", "a{sss}", "a{(i)s}", "a", "(i", "q)", "z"]) {
     throws(() => parseSignature(bad), Error, bad);
   }
+});
+
+Deno.test("D-Bus addresses: unix path, abstract, tcp, escapes; the first of a list", () => {
+  deepStrictEqual(socketOptions("unix:path=/var/run/dbus/system_bus_socket"), {
+    path: "/var/run/dbus/system_bus_socket",
+  });
+  deepStrictEqual(socketOptions("unix:abstract=/tmp/dbus-x,guid=ab12"), { path: "\0/tmp/dbus-x" });
+  deepStrictEqual(socketOptions("tcp:host=venus.local,port=78"), { host: "venus.local", port: 78 });
+  deepStrictEqual(socketOptions("unix:path=/tmp/a%2cb;tcp:host=x,port=1"), { path: "/tmp/a,b" });
+  throws(() => socketOptions("tcp:host=venus.local"), /unsupported D-Bus address/);
+  throws(() => socketOptions("launchd:env=X"), /unsupported D-Bus address/);
 });

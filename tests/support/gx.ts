@@ -70,10 +70,21 @@ export class Gx {
     return `N/${PORTAL_ID}/${type}/${instance}${path}`;
   }
 
-  /** Sends a keep-alive and waits until `topic` holds a value. */
-  async wake(topic: string): Promise<void> {
-    await this.client.publish(`R/${PORTAL_ID}/keepalive`);
-    await this.client.waitFor(topic, () => this.client.topics.has(topic));
+  /**
+   * Sends keep-alives until `topic` holds a value: once a second, as one sent
+   * before the bridge has subscribed is lost (for any client).
+   */
+  async wake(topic: string, timeoutMs = 5000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      await this.client.publish(`R/${PORTAL_ID}/keepalive`);
+      const wait = Math.min(1000, end - Date.now());
+      try {
+        return await this.client.waitFor(topic, () => this.client.topics.has(topic), wait);
+      } catch (error) {
+        if (Date.now() >= end) throw error;
+      }
+    }
   }
 
   async read(type: string, instance: number, path: string): Promise<void> {
