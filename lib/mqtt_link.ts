@@ -132,7 +132,9 @@ export class MqttLink {
     this.#client.options.reconnectPeriod = RECONNECT_MS;
     this.#client.subscribe(this.subscriptions, { qos: 0 }, (error) => {
       if (error) this.handlers.problem(`subscribe failed: ${error.message}`);
+      // Only once the broker has the subscription: a client that sees our
+      // Serial can then be sure that its requests reach us.
+      if (this.#client.connected) this.handlers.connected();
     });
-    this.handlers.connected();
   }
 }
