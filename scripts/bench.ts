@@ -106,6 +106,7 @@ for (let s = 0; s < services; s++) {
   specs.push({ name: `com.victronenergy.battery.bench${s}`, items });
 }
 const sim = await GxSim.start(bus.address, specs);
+for (const service of sim.services.values()) service.cacheGetItems = true;
 // In the order of the specs: service s is device instance s (the map is in start-up order).
 const simServices = specs.map((spec) => sim.services.get(spec.name)!);
 const total = services * (pathsPer + 1);
