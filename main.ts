@@ -32,7 +32,7 @@ import {
   serialTopic,
 } from "./lib/topics.ts";
 import { payload, writePayloadToVariant } from "./lib/values.ts";
-import { type ItemLimits, type ItemValues, VictronBus } from "./lib/victron_bus.ts";
+import { type ItemValues, VictronBus } from "./lib/victron_bus.ts";
 import { watch } from "./lib/watch.ts";
 
 /** Requests larger than this are not parsed. */
@@ -83,7 +83,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
   let bus: VictronBus;
   try {
     bus = await VictronBus.connect(options.dbusAddress, {
-      itemsChanged,
+      itemChanged,
       ownerChanged,
       lost(error) {
         log.error("dbus", `lost the bus (${error.message}); exiting so the supervisor restarts us`);
@@ -168,22 +168,20 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     return toInstance(json);
   }
 
-  function itemsChanged(
+  function itemChanged(
     sender: string,
-    values: ItemValues,
-    limits: ItemLimits,
+    path: string,
+    json: string,
+    limits: string | undefined,
     seq: number,
   ): void {
     const service = state.byOwner(sender);
     if (!service) return;
-    for (const [path, json] of values) {
-      const item = state.set(service, path, json, seq, limits.get(path));
-      if (item && service.instance !== undefined) publishItem(item);
-    }
-    const moved = values.get("/DeviceInstance");
-    if (moved !== undefined && service.instance !== undefined) {
-      const instance = toInstance(moved);
-      if (instance !== service.instance) rehome(service, instance);
+    const item = state.set(service, path, json, seq, limits);
+    if (service.instance === undefined) return; // still being scanned
+    if (item) publishItem(item);
+    if (path === "/DeviceInstance" && toInstance(json) !== service.instance) {
+      rehome(service, toInstance(json));
     }
   }
 

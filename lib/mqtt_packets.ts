@@ -4,8 +4,6 @@
  * no state, and building them here saves the client library's per-message
  * objects, debug calls and small writes.
  */
-import { Buffer } from "node:buffer";
-
 export interface Publish {
   topic: string;
   payload: string;
@@ -14,34 +12,35 @@ export interface Publish {
 
 const PUBLISH = 0x30;
 const RETAIN = 0x01;
+/** Room for the longest "remaining length" (4 bytes) and the topic's length (2). */
+const HEADER_ROOM = 1 + 4 + 2;
+const utf8 = new TextEncoder();
 
 /** The packets for `messages`, one after the other. */
 export function encodePublishes(messages: Publish[]): Uint8Array {
-  const lengths = new Array<number>(messages.length * 2);
-  let total = 0;
-  messages.forEach(({ topic, payload }, i) => {
-    const topicBytes = Buffer.byteLength(topic);
-    const rest = 2 + topicBytes + Buffer.byteLength(payload);
-    lengths[2 * i] = topicBytes;
-    lengths[2 * i + 1] = rest;
-    total += 1 + lengthBytes(rest) + rest;
-  });
-  const out = Buffer.allocUnsafe(total);
+  let room = 0;
+  for (const { topic, payload } of messages) {
+    room += HEADER_ROOM + 3 * (topic.length + payload.length); // UTF-8: <= 3 bytes a UTF-16 unit
+  }
+  const out = new Uint8Array(room);
   let at = 0;
-  messages.forEach(({ topic, payload, retain }, i) => {
+  for (const { topic, payload, retain } of messages) {
+    // Topic and payload go in first, after room for the longest header; the
+    // header is then written in front of them and the packet closed up.
+    const body = at + HEADER_ROOM;
+    const topicBytes = utf8.encodeInto(topic, out.subarray(body)).written;
+    const payloadBytes = utf8.encodeInto(payload, out.subarray(body + topicBytes)).written;
+    const rest = 2 + topicBytes + payloadBytes;
     out[at++] = retain ? PUBLISH | RETAIN : PUBLISH;
     // "Remaining length": 7 bits a byte, least significant first.
-    for (let rest = lengths[2 * i + 1];; rest >>= 7) {
-      out[at++] = rest > 0x7f ? (rest & 0x7f) | 0x80 : rest;
-      if (rest <= 0x7f) break;
+    for (let n = rest;; n >>= 7) {
+      out[at++] = n > 0x7f ? (n & 0x7f) | 0x80 : n;
+      if (n <= 0x7f) break;
     }
-    at = out.writeUInt16BE(lengths[2 * i], at);
-    at += out.write(topic, at);
-    at += out.write(payload, at);
-  });
-  return out;
-}
-
-function lengthBytes(n: number): number {
-  return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : 4;
+    out[at++] = topicBytes >> 8;
+    out[at++] = topicBytes & 0xff;
+    out.copyWithin(at, body, body + rest - 2);
+    at += rest - 2;
+  }
+  return out.subarray(0, at);
 }

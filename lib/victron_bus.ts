@@ -34,9 +34,21 @@ export type ItemValues = Map<string, string>;
  */
 export type ItemLimits = Map<string, string>;
 
+/** Takes one item as a service told it: its value and, when told, its limits. */
+type ItemSink = (path: string, json: string, limits: string | undefined) => void;
+
 export interface BusHandlers {
-  /** PropertiesChanged or ItemsChanged from the service owning `sender`. */
-  itemsChanged(sender: string, values: ItemValues, limits: ItemLimits, seq: number): void;
+  /**
+   * An item's new value (and limits, when the service told them) from a
+   * PropertiesChanged or ItemsChanged of the service owning `sender`.
+   */
+  itemChanged(
+    sender: string,
+    path: string,
+    json: string,
+    limits: string | undefined,
+    seq: number,
+  ): void;
   /** A com.victronenergy.* name got, lost or changed its owner ("" = none). */
   ownerChanged(name: string, oldOwner: string, newOwner: string): void;
   /** The connection to the bus is gone. */
@@ -149,7 +161,10 @@ export class VictronBus {
       }
       const values: ItemValues = new Map();
       const limits: ItemLimits = new Map();
-      readItems(reply.message.body, values, limits);
+      readItems(reply.message.body, (path, json, told) => {
+        values.set(path, json);
+        if (told !== undefined) limits.set(path, told);
+      });
       return { values, limits, seqOf: () => reply.seq, method: "GetItems" };
     } catch (error) {
       if (!isUnsupported(error)) throw error;
@@ -314,14 +329,13 @@ export class VictronBus {
       return;
     }
     if (message.interface !== BUS_ITEM) return;
-    const values: ItemValues = new Map();
-    const limits: ItemLimits = new Map();
+    const changed: ItemSink = (path, json, limits) =>
+      this.handlers.itemChanged(sender, path, json, limits, seq);
     if (member === "PropertiesChanged" && message.signature === "a{sv}" && message.path) {
-      readItem(body, message.path, values, limits);
+      readItem(body, message.path, changed);
     } else if (member === "ItemsChanged" && message.signature === "a{sa{sv}}") {
-      readItems(body, values, limits);
+      readItems(body, changed);
     }
-    if (values.size > 0) this.handlers.itemsChanged(sender, values, limits, seq);
   }
 }
 
@@ -337,16 +351,16 @@ const LIMIT_MEMBERS = new Map([["Min", 0], ["Max", 1], ["Default", 2]]);
 const LIMIT_NAMES = ["min", "max", "default"];
 
 /** Items as GetItems and ItemsChanged give them: a{sa{sv}}, path -> properties. */
-function readItems(body: BodyReader, values: ItemValues, limits: ItemLimits): void {
+function readItems(body: BodyReader, sink: ItemSink): void {
   const end = body.arrayEnd(8);
   while (body.at < end) {
     body.align(8);
-    readItem(body, body.string(), values, limits);
+    readItem(body, body.string(), sink);
   }
 }
 
 /** One item's properties (a{sv}): its Value, maybe limits; the rest is passed over. */
-function readItem(body: BodyReader, path: string, values: ItemValues, limits: ItemLimits): void {
+function readItem(body: BodyReader, path: string, sink: ItemSink): void {
   let value: string | undefined;
   let limit: string[] | undefined;
   const end = body.arrayEnd(8);
@@ -359,13 +373,12 @@ function readItem(body: BodyReader, path: string, values: ItemValues, limits: It
     else body.skip(VARIANT);
   }
   if (value === undefined || !path.startsWith("/")) return;
-  values.set(path, value);
-  if (!limit) return;
+  if (!limit) return sink(path, value, undefined);
   const members = [];
   for (let i = 0; i < LIMIT_NAMES.length; i++) {
     if (limit[i] !== undefined) members.push(`"${LIMIT_NAMES[i]}": ${limit[i]}`);
   }
-  limits.set(path, members.join(", "));
+  sink(path, value, members.join(", "));
 }
 
 /** Errors that mean "this service is older, try the next way to scan it". */
