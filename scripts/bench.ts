@@ -16,7 +16,8 @@
  * - full publish: keep-alive -> every value received again;
  * - sustained load: values change at fixed rates, as single-path
  *   PropertiesChanged and as 50-path ItemsChanged; each value carries its send
- *   time, so the subscriber measures latency; every path's last value must
+ *   time, so a subscriber (in a thread of its own, scripts/bench_latency.ts)
+ *   measures latency; every path's last value must
  *   arrive (dropping intermediate values is allowed and reported);
  * - the bridge's CPU time (user+system, /proc) per 1,000 changes, and its peak RSS.
  */
@@ -123,6 +124,9 @@ subscriber.on("message", (topic, payload) => {
   onMessage(topic, text);
 });
 await subscriber.subscribeAsync(`N/${PORTAL_ID}/#`);
+const probe = new Worker(new URL("./bench_latency.ts", import.meta.url), { type: "module" });
+await ask(probe, { connect: broker.url });
+const probeTopic = `N/${PORTAL_ID}/battery/+/Bench/#`;
 const keepAlive = (options = "") => subscriber.publishAsync(`R/${PORTAL_ID}/keepalive`, options);
 
 console.error(
@@ -133,6 +137,7 @@ const results: BridgeResult[] = [];
 for (const command of bridges) results.push(await measure(command));
 print(results);
 await subscriber.endAsync();
+probe.terminate();
 sim.stop();
 await broker.stop();
 await bus.stop();
@@ -167,6 +172,7 @@ async function measure(command: string): Promise<BridgeResult> {
       5000,
     );
     const loads: LoadResult[] = [];
+    await ask(probe, { subscribe: probeTopic });
     try {
       for (const load of chosenLoads) {
         await quiet();
@@ -174,6 +180,7 @@ async function measure(command: string): Promise<BridgeResult> {
       }
     } finally {
       clearInterval(renew);
+      await ask(probe, { unsubscribe: probeTopic });
     }
     const peakRssMb = rssMb(pid, "VmHWM");
     return { bridge: command, scanS: await scanned, startS, fullPublishS, loads, peakRssMb };
@@ -198,15 +205,13 @@ async function fullPublish(): Promise<number> {
 }
 
 async function sustain(load: Load, pid: number): Promise<LoadResult> {
-  const latencies: number[] = [];
   let received = 0;
   const epoch = performance.timeOrigin + performance.now();
+  await ask(probe, { start: epoch });
   onMessage = (topic, payload) => {
     if (!topic.includes("/Bench/")) return;
     const sentAt = Number(payload.slice(10, -1)); // {"value": <ms>}
-    if (!(sentAt >= epoch)) return; // from before this load
-    received++;
-    latencies.push(performance.timeOrigin + performance.now() - sentAt);
+    if (sentAt >= epoch) received++; // else from before this load
   };
   const last = new Map<string, number>();
   let cursor = 0;
@@ -267,17 +272,15 @@ async function sustain(load: Load, pid: number): Promise<LoadResult> {
     );
   }
   const lostPaths = lost.length;
-  latencies.sort((a, b) => a - b);
-  const pct = (q: number) =>
-    latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
+  const { p50, p99 } = await ask(probe, { stop: true }) as { p50: number; p99: number };
   return {
     load: load.name,
     sent,
     sentPerS: Math.round(sent / elapsed),
     received,
     lostPaths,
-    p50Ms: pct(0.5),
-    p99Ms: pct(0.99),
+    p50Ms: p50,
+    p99Ms: p99,
     cpuMsPer1k: (cpu / sent) * 1000,
   };
 }
@@ -314,6 +317,14 @@ async function clearRetained(): Promise<void> {
   for (const topic of latest.keys()) await subscriber.publishAsync(topic, "", { retain: true });
   await until(() => latest.size === 0, 5000, "retained topics cleared").catch(() => {});
   latest.clear();
+}
+
+/** Sends `request` to the latency probe and waits for its answer. */
+function ask(worker: Worker, request: unknown): Promise<unknown> {
+  return new Promise((resolve) => {
+    worker.addEventListener("message", (event) => resolve(event.data), { once: true });
+    worker.postMessage(request);
+  });
 }
 
 async function until(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
