@@ -179,10 +179,11 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     if (!service) return;
     const item = state.set(service, path, json, seq, limits);
     if (service.instance === undefined) return; // still being scanned
-    if (item) publishItem(item);
-    if (path === "/DeviceInstance" && toInstance(json) !== service.instance) {
-      rehome(service, toInstance(json));
+    if (path === "/DeviceInstance") {
+      const instance = toInstance(json);
+      if (instance !== service.instance) return rehome(service, instance);
     }
+    if (item) publishItem(item);
   }
 
   /** Two services with one type/instance: the newer gets requests until it leaves. */
@@ -199,13 +200,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
   function rehome(service: Service, instance: number): void {
     log.info("scan", `${service.name}: device instance ${service.instance} -> ${instance}`);
     for (const item of service.items.values()) itemGone(item);
-    const previous = state.rehome(service, instance);
-    if (previous) {
-      log.warn(
-        "scan",
-        `${service.name} and ${previous.name} both claim ${service.type}/${instance}`,
-      );
-    }
+    warnConflict(service, state.rehome(service, instance));
     for (const item of service.items.values()) publishItem(item);
   }
 

@@ -24,23 +24,9 @@ const MAX_MESSAGE_BYTES = 128 * 1024 * 1024;
 const MAX_VARIANT_DEPTH = 64;
 const FIXED_HEADER_BYTES = 16;
 
-const enum Field {
-  PATH = 1,
-  INTERFACE = 2,
-  MEMBER = 3,
-  ERROR_NAME = 4,
-  REPLY_SERIAL = 5,
-  DESTINATION = 6,
-  SENDER = 7,
-  SIGNATURE = 8,
-}
-
-/** The type each header field must have; others are passed over. */
-const FIELD_TYPES = ["", "o", "s", "s", "s", "u", "s", "s", "g"];
-
-export interface Header {
+/** A received message: its header and a reader placed at the start of its body. */
+export interface Message {
   type: number;
-  flags: number;
   serial: number;
   path?: string;
   interface?: string;
@@ -51,12 +37,27 @@ export interface Header {
   sender?: string;
   /** The body's signature ("" for none). */
   signature: string;
-}
-
-/** A received message: its header and a reader placed at the start of its body. */
-export interface Message extends Header {
   body: BodyReader;
 }
+
+type HeaderField = Exclude<keyof Message, "type" | "serial" | "body">;
+
+/**
+ * Header fields by their code (the specification's numbering): the member
+ * they fill and the type they must have. Others (UNIX_FDS, later ones, bad
+ * ones) are passed over.
+ */
+const FIELDS: ([HeaderField, string] | undefined)[] = [
+  undefined,
+  ["path", "o"],
+  ["interface", "s"],
+  ["member", "s"],
+  ["errorName", "s"],
+  ["replySerial", "u"],
+  ["destination", "s"],
+  ["sender", "s"],
+  ["signature", "g"],
+];
 
 // ------------------------------------------------------------------ framing
 
@@ -131,7 +132,6 @@ export function decodeMessage(bytes: Uint8Array): Message {
   const reader = new BodyReader(bytes, littleEndian(bytes[0]));
   const header: Message = {
     type: bytes[1],
-    flags: bytes[2],
     serial: reader.view.getUint32(8, reader.le),
     signature: "",
     body: reader,
@@ -140,37 +140,12 @@ export function decodeMessage(bytes: Uint8Array): Message {
   reader.at = FIXED_HEADER_BYTES;
   while (reader.at < fieldsEnd) {
     reader.align(8);
-    const code = reader.byte();
-    const type = reader.signature();
-    if (FIELD_TYPES[code] !== type) {
-      reader.skip(parseSignature(type)); // a later protocol's field (UNIX_FDS, ...) or a bad one
-      continue;
-    }
-    switch (code) {
-      case Field.PATH:
-        header.path = reader.string();
-        break;
-      case Field.INTERFACE:
-        header.interface = reader.string();
-        break;
-      case Field.MEMBER:
-        header.member = reader.string();
-        break;
-      case Field.ERROR_NAME:
-        header.errorName = reader.string();
-        break;
-      case Field.REPLY_SERIAL:
-        header.replySerial = reader.uint32();
-        break;
-      case Field.DESTINATION:
-        header.destination = reader.string();
-        break;
-      case Field.SENDER:
-        header.sender = reader.string();
-        break;
-      case Field.SIGNATURE:
-        header.signature = reader.signature();
-        break;
+    const field = FIELDS[reader.byte()];
+    const type = parseSignature(reader.signature());
+    if (field?.[1] === type.code) {
+      (header as unknown as Record<HeaderField, unknown>)[field[0]] = reader.value(type);
+    } else {
+      reader.skip(type);
     }
   }
   reader.at = Math.ceil(fieldsEnd / 8) * 8;
@@ -437,15 +412,17 @@ export function encodeCall(call: OutgoingCall): Uint8Array {
   w.bytes([0x6c, MessageType.METHOD_CALL, 0, 1]);
   w.uint32(body.length);
   w.uint32(call.serial);
-  const fields: [number, string, string][] = [
-    [Field.PATH, "o", call.path],
-    [Field.DESTINATION, "s", call.destination],
-    [Field.INTERFACE, "s", call.interface],
-    [Field.MEMBER, "s", call.member],
+  const fields: [HeaderField, string][] = [
+    ["path", call.path],
+    ["destination", call.destination],
+    ["interface", call.interface],
+    ["member", call.member],
   ];
-  if (signature) fields.push([Field.SIGNATURE, "g", signature]);
+  if (signature) fields.push(["signature", signature]);
   w.array(8, () => {
-    for (const [code, type, value] of fields) {
+    for (const [name, value] of fields) {
+      const code = FIELDS.findIndex((field) => field?.[0] === name);
+      const type = FIELDS[code]![1];
       w.align(8);
       w.bytes([code]);
       w.signature(type);

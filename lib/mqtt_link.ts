@@ -114,8 +114,7 @@ export class MqttLink {
       // The broker is behind: values keep coalescing here, one per topic, rather
       // than piling up in the socket's buffer. A new connection flushes anew.
       this.#flushScheduled = true;
-      const socket = stream;
-      socket.once("drain", () => socket === this.#client.stream && this.#flush());
+      stream.once("drain", () => stream === this.#client.stream && this.#flush());
       return;
     }
     this.#lastFlush = performance.now();
