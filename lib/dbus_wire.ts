@@ -358,7 +358,7 @@ export class BodyReader {
   }
 
   #number(code: string): number | bigint | boolean {
-    const size = code === "y" ? 1 : ALIGNMENT[code];
+    const size = ALIGNMENT[code]; // numbers are as long as they are aligned
     this.align(size);
     const at = this.at;
     this.at += size;
@@ -520,7 +520,7 @@ class Writer {
         type.children.forEach((child, i) => this.value(child, (value as unknown[])[i]));
         return;
     }
-    const size = code === "y" ? 1 : ALIGNMENT[code];
+    const size = ALIGNMENT[code]; // numbers are as long as they are aligned
     this.align(size);
     this.#room(size);
     const at = this.length;
