@@ -114,12 +114,18 @@ function brokerOptions(
   env: Record<string, string | undefined>,
 ): BrokerOptions {
   const mqttUrl = o.mqtt ? checkUrl(o.mqtt) : serverUrl(o.mqttServer, !!o.mqttCertificate);
+  // A login in the URL counts as if given with -u and -P; those win when both are.
+  const url = new URL(mqttUrl);
+  const urlUser = decodeURIComponent(url.username) || undefined;
+  const urlPassword = decodeURIComponent(url.password) || undefined;
+  url.username = url.password = "";
   return {
-    mqttUrl,
+    mqttUrl: urlUser || urlPassword ? url.href : mqttUrl,
     mqttName: withoutPassword(mqttUrl),
-    mqttUser: o.mqttUser,
+    mqttUser: o.mqttUser ?? urlUser,
     mqttPassword: o.mqttPassword ??
-      (o.mqttPasswordFile ? passwordFromFile(o.mqttPasswordFile) : env[PASSWORD_ENV]),
+      (o.mqttPasswordFile ? passwordFromFile(o.mqttPasswordFile) : env[PASSWORD_ENV]) ??
+      urlPassword,
     mqttCaFile: o.mqttCertificate,
     insecure: !!o.insecure,
   };

@@ -91,8 +91,9 @@ Deno.test("an unreachable bus is a clear error, exit code 1", async () => {
   await bridge.waitForLine(/ERROR \[dbus\] cannot connect to unix:path=\/nonexistent\/bus/);
 });
 
-Deno.test("secrets never reach the log, not even with --debug", async () => {
-  await withGx({ services: [pvInverter()], waitForScan: false }, async (gx) => {
+Deno.test("the broker login: -P wins over the URL's; secrets never reach the log, not even with --debug", async () => {
+  const users = { me: "option-s3cret" };
+  await withGx({ services: [pvInverter()], waitForScan: false, users }, async (gx) => {
     await gx.bridge.stop();
     const url = gx.broker.url.replace("mqtt://", "mqtt://me:url-s3cret@");
     const bridge = new BridgeProcess([
@@ -113,6 +114,21 @@ Deno.test("secrets never reach the log, not even with --debug", async () => {
       await bridge.waitForLine(/SetValue/);
       strictEqual(bridge.lines.some((l) => l.includes("me:***@127.0.0.1")), true);
       deepStrictEqual(bridge.lines.filter((l) => l.includes("s3cret")), []);
+    } finally {
+      await bridge.stop();
+    }
+  });
+});
+
+Deno.test("a login the broker refuses is logged, without the password", async () => {
+  const users = { me: "s3cret" };
+  await withGx({ services: [pvInverter()], waitForScan: false, users }, async (gx) => {
+    await gx.bridge.stop();
+    const url = gx.broker.url.replace("mqtt://", "mqtt://me:wr0ng@");
+    const bridge = new BridgeProcess(["--dbus", gx.bus.address, "--mqtt", url, "--portal-id", "x"]);
+    try {
+      await bridge.waitForLine(/WARN\s+\[mqtt\] Connection refused: (Not authorized|Bad user)/i);
+      deepStrictEqual(bridge.lines.filter((l) => l.includes("wr0ng")), []);
     } finally {
       await bridge.stop();
     }

@@ -26,6 +26,13 @@ Deno.test("bus addresses, broker forms, password from the environment", () => {
   strictEqual(parse(["-q", "venus.local", "-c", "ca.crt"]).mqttUrl, "mqtts://venus.local:8883");
   strictEqual(parse(["--mqtt", "wss://h:443/mqtt"]).mqttUrl, "wss://h:443/mqtt");
   strictEqual(parse([], { DBUS_MQTT_PASSWORD: "s3cret" }).mqttPassword, "s3cret");
+  const login = parse(["--mqtt", "mqtt://me%40home:p%3Ass@h:1883"]);
+  deepStrictEqual(
+    [login.mqttUrl, login.mqttName, login.mqttUser, login.mqttPassword],
+    ["mqtt://h:1883", "mqtt://me%40home:***@h:1883", "me@home", "p:ss"],
+  );
+  const both = parse(["--mqtt", "mqtt://me:url@h", "-u", "you", "-P", "option"]);
+  deepStrictEqual([both.mqttUser, both.mqttPassword], ["you", "option"]);
   strictEqual(parse(["-k", "0"]).keepAliveSeconds, 0);
   strictEqual(parse(["-d"]).logLevel, "debug");
   strictEqual(parse(["--no-retain"]).retain, false);

@@ -32,6 +32,8 @@ export interface GxOptions {
   command?: string[];
   /** The broker also listens for TLS with this certificate; the bridge uses it. */
   tls?: { certFile: string; keyFile: string };
+  /** Logins the broker checks (user -> password). */
+  users?: Record<string, string>;
 }
 
 export class Gx {
@@ -46,7 +48,11 @@ export class Gx {
 
   static async start(options: GxOptions): Promise<Gx> {
     const bus = await startDbusDaemon();
-    const broker = await startBroker({ websockets: options.websockets, tls: options.tls });
+    const broker = await startBroker({
+      websockets: options.websockets,
+      tls: options.tls,
+      users: options.users,
+    });
     const sim = await GxSim.start(bus.address, options.services);
     await options.beforeBridge?.(sim);
     const client = await TestClient.connect(broker.url, [`N/${PORTAL_ID}/#`]);
