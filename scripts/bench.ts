@@ -146,6 +146,7 @@ await bus.stop();
 
 async function measure(command: string): Promise<BridgeResult> {
   await clearRetained();
+  for (const service of simServices) service.prepareGetItems();
   const started = performance.now();
   const bridge = spawn(command);
   const { pid } = bridge;

@@ -118,3 +118,17 @@ Deno.test("works over a tcp: bus address", async () => {
     strictEqual(gx.client.value(power), -120);
   });
 });
+
+Deno.test("the simulator's cached GetItems answer (the bench's) is a GetItems answer", async () => {
+  const name = "com.victronenergy.settings";
+  const path = "/Settings/CGwacs/AcPowerSetPoint";
+  await withGx({
+    services: [{ name, items: { [path]: 50 }, limits: { [path]: { Min: -100, Max: 100 } } }],
+    // Only GetItems carries limits: a failing cache would fall back to GetValue without them.
+    beforeBridge: (sim) => void (sim.get(name).cacheGetItems = true),
+  }, async (gx) => {
+    const topic = gx.topic("settings", 0, path);
+    await gx.wake(topic);
+    strictEqual(gx.client.topics.get(topic), '{"value": 50, "min": -100, "max": 100}');
+  });
+});
