@@ -119,6 +119,7 @@ export class MqttLink {
       this.#queue.clear();
       return;
     }
+    if (this.#queue.size === 0) return;
     const stream = this.#client.stream;
     if (stream.writableNeedDrain) {
       // The broker is behind: values keep coalescing here, one per topic, rather
@@ -164,9 +165,10 @@ function socketTo(url: URL, options: mqtt.IClientOptions): (client: mqtt.MqttCli
       ca: options.ca,
       rejectUnauthorized: options.rejectUnauthorized,
     });
-    // A refused certificate is the client's error (logged), not a silent close.
-    const refused = (error: Error) => {
-      client.emit("error", error);
+    // Until the handshake is through, an error ends this socket. mqtt.js reports
+    // the socket's errors that carry a code; one without (if any) is reported here.
+    const refused = (error: Error & { code?: string }) => {
+      if (error.code === undefined) client.emit("error", error);
       socket.destroy();
     };
     socket.once("error", refused);
