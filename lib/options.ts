@@ -116,8 +116,8 @@ function brokerOptions(
   const mqttUrl = o.mqtt ? checkUrl(o.mqtt) : serverUrl(o.mqttServer, !!o.mqttCertificate);
   // A login in the URL counts as if given with -u and -P; those win when both are.
   const url = new URL(mqttUrl);
-  const urlUser = decodeURIComponent(url.username) || undefined;
-  const urlPassword = decodeURIComponent(url.password) || undefined;
+  const urlUser = unescapeLogin(url.username);
+  const urlPassword = unescapeLogin(url.password);
   url.username = url.password = "";
   return {
     mqttUrl: urlUser || urlPassword ? url.href : mqttUrl,
@@ -346,6 +346,15 @@ function checkFilter(pattern: string): string {
     throw new InvalidArgumentError("expected an MQTT pattern such as battery/+/Soc or system/0/#");
   }
   return pattern;
+}
+
+/** A user name or password from a URL, %-escapes undone; undefined when empty. */
+function unescapeLogin(text: string): string | undefined {
+  try {
+    return decodeURIComponent(text) || undefined;
+  } catch {
+    throw new OptionsError("--mqtt: the login in the URL has a broken %-escape");
+  }
 }
 
 /** Secrets never reach a log line, not even one given inside the URL. */

@@ -47,6 +47,7 @@ Deno.test("invalid options are one-line OptionsErrors", () => {
       ["--dbus", "abstract:x"],
       ["--dbus", "session"],
       ["--mqtt", "http://x"],
+      ["--mqtt", "mqtt://me:p%zz@h"],
       ["-q", "a b"],
       ["--portal-id", "a/b"],
       ["--log-level", "loud"],
