@@ -8,11 +8,11 @@ import process from "node:process";
 import { Buffer } from "node:buffer";
 import {
   decodeMessage,
-  encodeCall,
+  encodeMessage,
   FramingError,
   type Message,
   MessageFramer,
-  type OutgoingCall,
+  type OutgoingMessage,
 } from "./dbus_wire.ts";
 
 /** How long connecting and authenticating may take. */
@@ -95,9 +95,9 @@ export class DbusConnection {
   }
 
   /** Sends a method call; returns its serial, which the reply will name. */
-  call(call: Omit<OutgoingCall, "serial">): number {
+  call(call: Omit<OutgoingMessage, "serial" | "type">): number {
     const serial = ++this.#serial;
-    if (!this.#closed) this.socket.write(encodeCall({ ...call, serial }));
+    if (!this.#closed) this.socket.write(encodeMessage({ ...call, serial }));
     return serial;
   }
 

@@ -390,9 +390,12 @@ export class BodyReader {
 
 // ------------------------------------------------------------------ writing
 
-export interface OutgoingCall {
+export interface OutgoingMessage {
+  /** A method call unless told. */
+  type?: typeof MessageType.METHOD_CALL | typeof MessageType.SIGNAL;
   serial: number;
-  destination: string;
+  /** Calls go to a service; signals have no destination. */
+  destination?: string;
   path: string;
   interface: string;
   member: string;
@@ -400,27 +403,28 @@ export interface OutgoingCall {
   body?: unknown[];
 }
 
-/** A method call in the wire format (little-endian). */
-export function encodeCall(call: OutgoingCall): Uint8Array {
-  const signature = call.signature ?? "";
+/** A method call or signal in the wire format (little-endian). */
+export function encodeMessage(message: OutgoingMessage): Uint8Array {
+  const signature = message.signature ?? "";
   const body = new Writer();
   if (signature) {
     const type = parseSignature(`(${signature})`);
-    type.children.forEach((child, i) => body.value(child, call.body![i]));
+    type.children.forEach((child, i) => body.value(child, message.body![i]));
   }
   const w = new Writer();
-  w.bytes([0x6c, MessageType.METHOD_CALL, 0, 1]);
+  w.bytes([0x6c, message.type ?? MessageType.METHOD_CALL, 0, 1]);
   w.uint32(body.length);
-  w.uint32(call.serial);
-  const fields: [HeaderField, string][] = [
-    ["path", call.path],
-    ["destination", call.destination],
-    ["interface", call.interface],
-    ["member", call.member],
+  w.uint32(message.serial);
+  const fields: [HeaderField, string | undefined][] = [
+    ["path", message.path],
+    ["destination", message.destination],
+    ["interface", message.interface],
+    ["member", message.member],
+    ["signature", signature || undefined],
   ];
-  if (signature) fields.push(["signature", signature]);
   w.array(8, () => {
     for (const [name, value] of fields) {
+      if (value === undefined) continue;
       const code = FIELDS.findIndex((field) => field?.[0] === name);
       const type = FIELDS[code]![1];
       w.align(8);

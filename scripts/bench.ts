@@ -4,7 +4,7 @@
  * paths, with the bridge as its own process. Prints a table and one JSON line.
  *
  *   deno task bench                                  20 x 500 = 10,000 paths
- *   deno task bench -- --services 10 --paths 100 --seconds 2 --loads 2k,40k
+ *   deno task bench -- --services 10 --paths 100 --seconds 2 --loads 2k,40k --tick 1
  *   deno task bench -- --bridge 'node dist/dbus-mqtt.js' --bridge 'python3 dbus_mqtt.py
  *       --dbus {dbus} -q {host}:{port}'
  *
@@ -15,7 +15,8 @@
  * - start: bridge spawned -> a subscriber holds every value (keep-alives sent until then);
  * - full publish: keep-alive -> every value received again;
  * - sustained load: values change at fixed rates, as single-path
- *   PropertiesChanged and as 50-path ItemsChanged; each value carries its send
+ *   PropertiesChanged and as 50-path ItemsChanged, each tick's share (every
+ *   10 ms, --tick) sent at once; each value carries its send
  *   time, so a subscriber (in a thread of its own, scripts/bench_latency.ts)
  *   measures latency; every path's last value must
  *   arrive (dropping intermediate values is allowed and reported);
@@ -32,7 +33,6 @@ import { startDbusDaemon } from "../tests/support/dbus_daemon.ts";
 const { Variant } = dbus;
 const PORTAL_ID = "b0b0b0b0b0b0";
 const BATCH = 50;
-const TICK_MS = 10;
 
 interface Load {
   name: string;
@@ -72,6 +72,8 @@ function flag(name: string, fallback: string): string {
 const services = Number(flag("services", "20"));
 const pathsPer = Number(flag("paths", "500"));
 const seconds = Number(flag("seconds", "3"));
+/** The simulator sends each tick's share of a load at once, as bursts: --tick 1 spreads them. */
+const tickMs = Number(flag("tick", "10"));
 const bridges = Deno.args.flatMap((arg, i) => Deno.args[i - 1] === "--bridge" ? [arg] : []);
 const ROOT = new URL("..", import.meta.url).pathname;
 if (bridges.length === 0) bridges.push(defaultBridge());
@@ -107,7 +109,10 @@ for (let s = 0; s < services; s++) {
   specs.push({ name: `com.victronenergy.battery.bench${s}`, items });
 }
 const sim = await GxSim.start(bus.address, specs);
-for (const service of sim.services.values()) service.cacheGetItems = true;
+for (const service of sim.services.values()) {
+  service.cacheGetItems = true;
+  service.fastSignals = true;
+}
 // In the order of the specs: service s is device instance s (the map is in start-up order).
 const simServices = specs.map((spec) => sim.services.get(spec.name)!);
 const total = services * (pathsPer + 1);
@@ -131,7 +136,7 @@ const keepAlive = (options = "") => subscriber.publishAsync(`R/${PORTAL_ID}/keep
 
 console.error(
   `bench: ${services} services x ${pathsPer} paths (${total} values), ${broker.kind}, ` +
-    `${seconds} s per load`,
+    `${seconds} s per load, sent every ${tickMs} ms`,
 );
 const results: BridgeResult[] = [];
 for (const command of bridges) results.push(await measure(command));
@@ -249,7 +254,7 @@ async function sustain(load: Load, pid: number): Promise<LoadResult> {
         sent++;
       }
     }
-    await new Promise((resolve) => setTimeout(resolve, TICK_MS));
+    await new Promise((resolve) => setTimeout(resolve, tickMs));
   }
   const elapsed = (performance.now() - t0) / 1000;
   // Numbers, not text: a whole stamp is published as "<n>.0".
@@ -359,5 +364,7 @@ function print(results: BridgeResult[]): void {
       );
     }
   }
-  console.log(JSON.stringify({ services, paths: pathsPer, seconds, broker: broker.kind, results }));
+  console.log(
+    JSON.stringify({ services, paths: pathsPer, seconds, tickMs, broker: broker.kind, results }),
+  );
 }

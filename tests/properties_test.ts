@@ -7,7 +7,7 @@ import { deepStrictEqual, strictEqual } from "node:assert";
 import dbus from "dbus-next";
 import fc from "fast-check";
 import { parseRequest } from "../lib/topics.ts";
-import { decodeMessage, encodeCall, FramingError, MessageFramer } from "../lib/dbus_wire.ts";
+import { decodeMessage, encodeMessage, FramingError, MessageFramer } from "../lib/dbus_wire.ts";
 import {
   parseSignature,
   parseTypedJson,
@@ -132,7 +132,7 @@ Deno.test("D-Bus -> JSON is always valid JSON; doubles stay floats, integers sta
 Deno.test("what the bridge writes on D-Bus, another implementation reads as the same value", () => {
   fc.assert(
     fc.property(variant, (v) => {
-      const call = encodeCall({
+      const call = encodeMessage({
         serial: 9,
         destination: "com.victronenergy.settings",
         path: "/Settings/Some/Item",

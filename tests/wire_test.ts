@@ -7,14 +7,14 @@ import { deepStrictEqual, strictEqual, throws } from "node:assert";
 import dbus from "dbus-next";
 import {
   decodeMessage,
-  encodeCall,
+  encodeMessage,
   FramingError,
   MessageFramer,
   MessageType,
 } from "../lib/dbus_wire.ts";
 import { socketOptions } from "../lib/dbus_connection.ts";
 import { parseSignature } from "../lib/values.ts";
-import { dbusNextBytes } from "./support/wire.ts";
+import { dbusNextBytes, dbusNextReads } from "./support/wire.ts";
 
 const { Variant } = dbus;
 
@@ -82,7 +82,7 @@ Deno.test("a stream that is not D-Bus, or a message over 128 MiB, stops the fram
 });
 
 Deno.test("calls the bridge writes carry their fields and body", () => {
-  const call = decodeMessage(encodeCall({
+  const call = decodeMessage(encodeMessage({
     serial: 41,
     destination: "com.victronenergy.settings",
     path: "/Settings/A",
@@ -113,4 +113,27 @@ Deno.test("D-Bus addresses: unix path, abstract, tcp, escapes; the first of a li
   deepStrictEqual(socketOptions("unix:path=/tmp/a%2cb;tcp:host=x,port=1"), { path: "/tmp/a,b" });
   throws(() => socketOptions("tcp:host=venus.local"), /unsupported D-Bus address/);
   throws(() => socketOptions("launchd:env=X"), /unsupported D-Bus address/);
+});
+
+Deno.test("signals the simulator writes with it are what dbus-next reads", () => {
+  const message = dbusNextReads(encodeMessage({
+    type: MessageType.SIGNAL,
+    serial: 9,
+    path: "/",
+    interface: "com.victronenergy.BusItem",
+    member: "ItemsChanged",
+    signature: "a{sa{sv}}",
+    body: [{
+      "/Ac/Power": {
+        Value: { signature: "d", value: 12.5 },
+        Text: { signature: "s", value: "12.5" },
+      },
+    }],
+  }));
+  deepStrictEqual(
+    [message.type, message.serial, message.path, message.member, message.destination],
+    [dbus.MessageType.SIGNAL, 9, "/", "ItemsChanged", undefined],
+  );
+  const item = (message.body[0] as Record<string, Record<string, { value: unknown }>>)["/Ac/Power"];
+  deepStrictEqual([item.Value.value, item.Text.value], [12.5, "12.5"]);
 });
