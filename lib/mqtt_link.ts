@@ -7,7 +7,6 @@
  * keep-alive calls for when it is back. While the broker is slower than the
  * bus, messages wait here (coalesced) until the socket has drained.
  */
-import { readFileSync } from "node:fs";
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import tls from "node:tls";
@@ -27,7 +26,7 @@ export function connectOptions(options: BrokerOptions, clientId: string): mqtt.I
     clientId,
     username: options.mqttUser,
     password: options.mqttPassword,
-    ca: options.mqttCaFile ? readFileSync(options.mqttCaFile) : undefined,
+    ca: options.mqttCa,
     rejectUnauthorized: !options.insecure,
     protocolVersion: 4,
     clean: true,

@@ -21,7 +21,8 @@ export interface BrokerOptions {
   mqttName: string;
   mqttUser?: string;
   mqttPassword?: string;
-  mqttCaFile?: string;
+  /** The broker's CA certificate (PEM), from -c's file. */
+  mqttCa?: string;
   /** Accept any broker certificate (never the default). */
   insecure: boolean;
 }
@@ -126,16 +127,23 @@ function brokerOptions(
     mqttPassword: o.mqttPassword ??
       (o.mqttPasswordFile ? passwordFromFile(o.mqttPasswordFile) : env[PASSWORD_ENV]) ??
       urlPassword,
-    mqttCaFile: o.mqttCertificate,
+    mqttCa: o.mqttCertificate === undefined
+      ? undefined
+      : readOptionFile("--mqtt-certificate", o.mqttCertificate),
     insecure: !!o.insecure,
   };
 }
 
 function passwordFromFile(file: string): string {
+  return readOptionFile("--mqtt-password-file", file).split("\n")[0].trimEnd();
+}
+
+/** Read once, at the start: a file that is missing is an option error, not a crash later. */
+function readOptionFile(option: string, file: string): string {
   try {
-    return readFileSync(file, "utf8").split("\n")[0].trimEnd();
+    return readFileSync(file, "utf8");
   } catch (error) {
-    throw new OptionsError(`--mqtt-password-file: ${(error as Error).message}`);
+    throw new OptionsError(`${option}: ${(error as Error).message}`);
   }
 }
 

@@ -23,7 +23,6 @@ Deno.test("bus addresses, broker forms, password from the environment", () => {
   );
   strictEqual(parse([], { DBUS_SYSTEM_BUS_ADDRESS: "unix:path=/y" }).dbusAddress, "unix:path=/y");
   strictEqual(parse(["-q", "venus.local:1884"]).mqttUrl, "mqtt://venus.local:1884");
-  strictEqual(parse(["-q", "venus.local", "-c", "ca.crt"]).mqttUrl, "mqtts://venus.local:8883");
   strictEqual(parse(["--mqtt", "wss://h:443/mqtt"]).mqttUrl, "wss://h:443/mqtt");
   strictEqual(parse([], { DBUS_MQTT_PASSWORD: "s3cret" }).mqttPassword, "s3cret");
   const login = parse(["--mqtt", "mqtt://me%40home:p%3Ass@h:1883"]);
@@ -95,6 +94,9 @@ Deno.test("who may write, secrets, client id, password file, TLS checks", () => 
   Deno.writeTextFileSync(file, "from-file\nignored\n");
   strictEqual(parse(["--mqtt-password-file", file]).mqttPassword, "from-file");
   strictEqual(parse(["-P", "option", "--mqtt-password-file", file]).mqttPassword, "option");
+  // -c turns TLS on and is read at once.
+  const tls = parse(["-q", "venus.local", "-c", file]);
+  deepStrictEqual([tls.mqttUrl, tls.mqttCa], ["mqtts://venus.local:8883", "from-file\nignored\n"]);
   Deno.removeSync(file);
   for (
     const args of [
@@ -104,6 +106,7 @@ Deno.test("who may write, secrets, client id, password file, TLS checks", () => 
       ["--client-id", "a/b"],
       ["--client-id", "a#"],
       ["--mqtt-password-file", "/nonexistent/file"],
+      ["-c", "/nonexistent/ca.crt"],
     ]
   ) {
     throws(() => parse(args), (e: Error) => e instanceof OptionsError, args.join(" "));
