@@ -20,7 +20,8 @@
  *   time, so a subscriber (in a thread of its own, scripts/bench_latency.ts)
  *   measures latency; every path's last value must
  *   arrive (dropping intermediate values is allowed and reported);
- * - the bridge's CPU time (user+system, /proc) per 1,000 changes, and its peak RSS.
+ * - the bridge's CPU time (user+system, /proc) per 1,000 changes, its peak RSS and its RSS
+ *   at the end (the peak comes from the start, where the first full publish meets the scan).
  */
 import dbus from "dbus-next";
 import mqtt from "mqtt";
@@ -60,6 +61,7 @@ interface BridgeResult {
   fullPublishS: number;
   loads: LoadResult[];
   peakRssMb: number;
+  endRssMb: number;
 }
 
 // ------------------------------------------------------------------ options
@@ -188,8 +190,16 @@ async function measure(command: string): Promise<BridgeResult> {
       clearInterval(renew);
       await ask(probe, { unsubscribe: probeTopic });
     }
-    const peakRssMb = rssMb(pid, "VmHWM");
-    return { bridge: command, scanS: await scanned, startS, fullPublishS, loads, peakRssMb };
+    const [peakRssMb, endRssMb] = [rssMb(pid, "VmHWM"), rssMb(pid, "VmRSS")];
+    return {
+      bridge: command,
+      scanS: await scanned,
+      startS,
+      fullPublishS,
+      loads,
+      peakRssMb,
+      endRssMb,
+    };
   } finally {
     await bridge.stop();
     const noted = bridge.lines.filter((l) => /^(WARN|ERROR)/.test(l));
@@ -347,7 +357,8 @@ function print(results: BridgeResult[]): void {
     console.log(`\n${r.bridge}`);
     console.log(
       `  scanned: ${n(r.scanS, 2)} s   start -> all ${total} values: ${n(r.startS, 2)} s` +
-        `   full publish: ${n(r.fullPublishS, 2)} s   peak RSS: ${n(r.peakRssMb)} MB`,
+        `   full publish: ${n(r.fullPublishS, 2)} s   RSS: peak ${n(r.peakRssMb)}, ` +
+        `end ${n(r.endRssMb)} MB`,
     );
     console.log(
       "  load                      sent/s  received    lost  p50 ms  p99 ms  CPU ms/1k",
