@@ -26,7 +26,7 @@ export interface BrokerOptions {
   websockets?: boolean;
   /** Also listen for MQTT over TLS with this certificate and key (PEM files). */
   tls?: { certFile: string; keyFile: string };
-  /** Logins the broker checks (user -> password); clients without one stay welcome. */
+  /** The only logins the broker lets in (user -> password); none: anyone may connect. */
   users?: Record<string, string>;
 }
 
@@ -76,24 +76,26 @@ async function startMosquitto(
   port: number,
   wsPort?: number,
   tls?: TlsListener,
-  users: Record<string, string> = {},
+  users?: Record<string, string>,
 ): Promise<Broker> {
   const dir = await Deno.makeTempDir({ prefix: "dbus-mqtt-broker-" });
-  let passwords = "";
-  for (const [user, password] of Object.entries(users)) {
+  let logins = "allow_anonymous true\n";
+  if (users) {
     const file = `${dir}/passwords`;
-    const create = passwords ? [] : ["-c"];
-    const made = await new Deno.Command("mosquitto_passwd", {
-      args: [...create, "-b", file, user, password],
-    }).output();
-    if (!made.success) throw new Error(`mosquitto_passwd failed for ${user}`);
-    passwords = `password_file ${file}\n`;
+    await Deno.writeTextFile(file, "");
+    for (const [user, password] of Object.entries(users)) {
+      const made = await new Deno.Command("mosquitto_passwd", {
+        args: ["-b", file, user, password],
+      }).output();
+      if (!made.success) throw new Error(`mosquitto_passwd failed for ${user}`);
+    }
+    // Mosquitto started as root reads the password file as user mosquitto.
+    await Deno.chmod(dir, 0o755);
+    logins = `allow_anonymous false\npassword_file ${file}\n`;
   }
-  // Mosquitto started as root reads the password file as user mosquitto.
-  if (passwords) await Deno.chmod(dir, 0o755);
   await Deno.writeTextFile(
     `${dir}/mosquitto.conf`,
-    `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n${passwords}` +
+    `listener ${port} 127.0.0.1\n${logins}persistence false\n` +
       // No dropping of messages to a busy subscriber: tests and the bench count them all.
       "max_queued_messages 0\n" +
       // Mosquitto 2.0's websockets listener cannot bind to one address.
@@ -132,17 +134,16 @@ async function startAedes(
   port: number,
   wsPort?: number,
   tls?: TlsListener,
-  users: Record<string, string> = {},
+  users?: Record<string, string>,
 ): Promise<Broker> {
   // aedes 1.x drops retained messages on their way to live subscribers; 0.51 delivers them.
   const { default: aedesModule } = await import("aedes");
   // The module is the factory itself (CommonJS); its typings describe a class.
   const aedes = (aedesModule as unknown as typeof import("aedes").createBroker)();
-  aedes.authenticate = (_client, user, password, done) =>
-    done(
-      null,
-      user === undefined || (Object.hasOwn(users, user) && users[user] === password?.toString()),
-    );
+  if (users) {
+    aedes.authenticate = (_client, user, password, done) =>
+      done(null, user !== undefined && Object.hasOwn(users, user) && users[user] === `${password}`);
+  }
   const server: Server = createServer(aedes.handle);
   await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
   let tlsServer: Server | undefined;

@@ -9,6 +9,8 @@ import { TestClient } from "./mqtt_client.ts";
 import { GxSim, type ServiceSpec } from "../../scripts/gx_sim.ts";
 
 export const PORTAL_ID = "e0ff50a097c0";
+/** The login of a Gx's own client and bridge on a broker that checks logins. */
+const GX_LOGIN = ["gx", "gx-pass"];
 
 /** The PV inverter most tests use: pvinverter/20 with /Ac/Power. */
 export const PV = "com.victronenergy.pvinverter.pv0";
@@ -32,7 +34,10 @@ export interface GxOptions {
   command?: string[];
   /** The broker also listens for TLS with this certificate; the bridge uses it. */
   tls?: { certFile: string; keyFile: string };
-  /** Logins the broker checks (user -> password). */
+  /**
+   * The only logins the broker lets in (user -> password); the test's client
+   * and the bridge started here log in with one of their own.
+   */
   users?: Record<string, string>;
 }
 
@@ -51,16 +56,17 @@ export class Gx {
     const broker = await startBroker({
       websockets: options.websockets,
       tls: options.tls,
-      users: options.users,
+      users: options.users && { ...options.users, [GX_LOGIN[0]]: GX_LOGIN[1] },
     });
+    const url = options.users ? broker.url.replace("//", `//${GX_LOGIN.join(":")}@`) : broker.url;
     const sim = await GxSim.start(bus.address, options.services);
     await options.beforeBridge?.(sim);
-    const client = await TestClient.connect(broker.url, [`N/${PORTAL_ID}/#`]);
+    const client = await TestClient.connect(url, [`N/${PORTAL_ID}/#`]);
     const args = [
       "--dbus",
       options.tcp ? bus.tcpAddress : bus.address,
       "--mqtt",
-      (options.websockets ? broker.wsUrl : options.tls ? broker.tlsUrl : broker.url)!,
+      (options.websockets ? broker.wsUrl : options.tls ? broker.tlsUrl : url)!,
       "--portal-id",
       PORTAL_ID,
       ...(options.args ?? []),
