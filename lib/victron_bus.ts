@@ -346,9 +346,8 @@ const MATCH_RULES = [
 ];
 
 const VARIANT = parseSignature("v");
-/** The JSON members the limits become, by their D-Bus keys, in the order they are written. */
-const LIMIT_MEMBERS = new Map([["Min", 0], ["Max", 1], ["Default", 2]]);
-const LIMIT_NAMES = ["min", "max", "default"];
+/** An item's limits by their D-Bus keys, in the order their JSON members are written. */
+const LIMIT_KEYS = ["Min", "Max", "Default"];
 
 /** Items as GetItems and ItemsChanged give them: a{sa{sv}}, path -> properties. */
 function readItems(body: BodyReader, sink: ItemSink): void {
@@ -367,17 +366,16 @@ function readItem(body: BodyReader, path: string, sink: ItemSink): void {
   while (body.at < end) {
     body.align(8);
     const key = body.string();
-    const slot = LIMIT_MEMBERS.get(key);
+    const slot = LIMIT_KEYS.indexOf(key);
     if (key === "Value") value = body.variantJson(0);
-    else if (slot !== undefined) (limit ??= [])[slot] = body.variantJson(0);
+    else if (slot >= 0) (limit ??= [])[slot] = body.variantJson(0);
     else body.skip(VARIANT);
   }
   if (value === undefined || !path.startsWith("/")) return;
   if (!limit) return sink(path, value, undefined);
-  const members = [];
-  for (let i = 0; i < LIMIT_NAMES.length; i++) {
-    if (limit[i] !== undefined) members.push(`"${LIMIT_NAMES[i]}": ${limit[i]}`);
-  }
+  const members = LIMIT_KEYS.flatMap((key, i) =>
+    limit[i] === undefined ? [] : [`"${key.toLowerCase()}": ${limit[i]}`]
+  );
   sink(path, value, members.join(", "));
 }
 

@@ -193,18 +193,18 @@ export class SimService {
   }
 
   #sendCachedGetItems(call: Message): void {
-    const reply = (body: unknown[]) =>
+    const body = this.prepareGetItems();
+    // This answer's header (serial, reply serial, destination), then the cached body.
+    const empty: Buffer = wire.marshall(
       new Message({
         type: dbus.MessageType.METHOD_RETURN,
         serial: this.bus.newSerial(),
         replySerial: call.serial as never,
         destination: call.sender,
         signature: "a{sa{sv}}",
-        body,
-      });
-    const body = this.prepareGetItems();
-    // This answer's header (serial, reply serial, destination), then the cached body.
-    const empty: Buffer = wire.marshall(reply([[]]))[0];
+        body: [[]],
+      }),
+    )[0];
     const header = empty.subarray(0, empty.length - empty.readUInt32LE(4));
     header.writeUInt32LE(body.length, 4);
     this.#stream().write(Buffer.concat([header, body]));
@@ -415,11 +415,8 @@ function dbusNextValue(type: SignatureType, value: unknown): unknown {
   const [element] = type.children;
   if (type.code === "v") return toDbusNext(value as Variant);
   if (type.code === "a" && element.code === "{") {
-    return Object.fromEntries(
-      Object.entries(value as Record<string, unknown>).map((
-        [k, x],
-      ) => [k, dbusNextValue(element.children[1], x)]),
-    );
+    const entries = Object.entries(value as Record<string, unknown>);
+    return Object.fromEntries(entries.map(([k, x]) => [k, dbusNextValue(element.children[1], x)]));
   }
   if (type.code === "a" && element.code !== "y") {
     return (value as unknown[]).map((x) => dbusNextValue(element, x));
