@@ -26,6 +26,7 @@
 import dbus from "dbus-next";
 import mqtt from "mqtt";
 import { GxSim, type ServiceSpec, type SimService } from "./gx_sim.ts";
+import { flag, flags } from "./args.ts";
 import { cpuMs, rssMb } from "./proc_stats.ts";
 import { BridgeProcess } from "../tests/support/bridge.ts";
 import { startBroker } from "../tests/support/broker.ts";
@@ -66,17 +67,12 @@ interface BridgeResult {
 
 // ------------------------------------------------------------------ options
 
-function flag(name: string, fallback: string): string {
-  const at = Deno.args.indexOf(`--${name}`);
-  return at >= 0 ? Deno.args[at + 1] : fallback;
-}
-
 const services = Number(flag("services", "20"));
 const pathsPer = Number(flag("paths", "500"));
 const seconds = Number(flag("seconds", "3"));
 /** The simulator sends each tick's share of a load at once, as bursts: --tick 1 spreads them. */
 const tickMs = Number(flag("tick", "10"));
-const bridges = Deno.args.flatMap((arg, i) => Deno.args[i - 1] === "--bridge" ? [arg] : []);
+const bridges = flags("bridge");
 const ROOT = new URL("..", import.meta.url).pathname;
 if (bridges.length === 0) bridges.push(defaultBridge());
 

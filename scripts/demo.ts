@@ -8,15 +8,15 @@
  *   deno task demo --filter 'system/0/#'    watch part of it
  */
 import dbus from "dbus-next";
+import { flag, flags } from "./args.ts";
 import { loadCapture } from "./gx_sim.ts";
 import { startSimulatedGx } from "./simulated_gx.ts";
 import { processTerminal, watch } from "../lib/watch.ts";
 
 const { Variant } = dbus;
 const PORTAL_ID = "c0847dba509e"; // the captured GX's own
-const secondsArg = Deno.args.indexOf("--seconds");
-const seconds = secondsArg >= 0 ? Number(Deno.args[secondsArg + 1]) : Infinity;
-const filters = Deno.args.flatMap((arg, i) => Deno.args[i - 1] === "--filter" ? [arg] : []);
+const seconds = Number(flag("seconds", "Infinity"));
+const filters = flags("filter");
 
 const { bus, broker, sim, startLine, stop: stopGx } = await startSimulatedGx(
   loadCapture(),

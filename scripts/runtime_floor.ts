@@ -12,6 +12,7 @@
  * `Deno.connect`, as soon as data is there or paced (5 ms between reads).
  */
 import net from "node:net";
+import { flag } from "./args.ts";
 import { cpuMs } from "./proc_stats.ts";
 
 const FLUSH_MS = 5;
@@ -19,11 +20,6 @@ const MESSAGE = new Uint8Array(200).fill(0x41);
 const FLUSH = new Uint8Array(1600).fill(0x42);
 
 type Transport = "node:net" | "Deno.connect";
-
-function flag(name: string, fallback: string): string {
-  const at = Deno.args.indexOf(`--${name}`);
-  return at >= 0 ? Deno.args[at + 1] : fallback;
-}
 
 if (Deno.args[0] === "--reader") {
   await reader(Deno.args[1] as Transport, Number(Deno.args[2]), Deno.args[3], Number(Deno.args[4]));

@@ -8,14 +8,14 @@
 import dbus from "dbus-next";
 import mqtt from "mqtt";
 import { loadCapture, type ServiceSpec } from "./gx_sim.ts";
+import { flag } from "./args.ts";
 import { rssMb } from "./proc_stats.ts";
 import { startSimulatedGx } from "./simulated_gx.ts";
 import { isBlocked } from "../lib/topics.ts";
 
 const { Variant } = dbus;
 const PORTAL_ID = "c0847dba509e";
-const at = Deno.args.indexOf("--minutes");
-const minutes = at >= 0 ? Number(Deno.args[at + 1]) : 10;
+const minutes = Number(flag("minutes", "10"));
 const CHANGES_PER_TICK = 20;
 const TICK_MS = 100;
 const COME_AND_GO_MS = 30_000;
