@@ -77,16 +77,17 @@ async function compare(rate: number, seconds: number) {
   (async () => {
     for await (const conn of sinks) conn.readable.pipeTo(new WritableStream()).catch(() => {});
   })();
+  const sinkPort = String((sinks.addr as Deno.NetAddr).port);
+  const row = (arrival: string, reader: string, pace: string, cpu: string) =>
+    console.log(arrival.padEnd(15) + reader.padEnd(16) + pace.padEnd(7) + cpu.padStart(9));
   console.log(`${rate} messages/s of 200 bytes; CPU ms per 1,000 messages, ${seconds} s each`);
-  console.log("arrival        reader          pace   CPU ms/1k");
+  row("arrival", "reader", "pace", "CPU ms/1k");
   for (const tickMs of [10, 1]) {
     for (const transport of ["node:net", "Deno.connect"] as const) {
       for (const paceMs of [0, FLUSH_MS]) {
         const child = new Deno.Command(Deno.execPath(), {
-          args: ["run", "-A", import.meta.filename!, "--reader", transport, String(paceMs), path]
-            .concat(String((sinks.addr as Deno.NetAddr).port)),
-          stdout: "inherit",
-          stderr: "inherit",
+          args: ["run", "-A", import.meta.filename!, "--reader", transport, String(paceMs)]
+            .concat(path, sinkPort),
         }).spawn();
         const conn = await sources.accept();
         const sending = send(conn, rate, tickMs);
@@ -99,12 +100,7 @@ async function compare(rate: number, seconds: number) {
         child.kill();
         await child.status;
         conn.close();
-        const arrival = `every ${tickMs} ms`.padEnd(15);
-        console.log(
-          `${arrival}${transport.padEnd(16)}${`${paceMs} ms`.padEnd(7)}${
-            perK.toFixed(1).padStart(9)
-          }`,
-        );
+        row(`every ${tickMs} ms`, transport, `${paceMs} ms`, perK.toFixed(1));
       }
     }
   }
