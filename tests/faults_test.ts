@@ -5,6 +5,7 @@
  */
 import { strictEqual } from "node:assert";
 import dbus from "dbus-next";
+import { brokerKind } from "./support/broker.ts";
 import { PORTAL_ID, PV, pvInverter, sleep, withGx } from "./support/gx.ts";
 
 const SETTINGS = "com.victronenergy.settings";
@@ -82,17 +83,20 @@ Deno.test("a value changing during an item-by-item scan: the last value wins", a
   });
 });
 
-Deno.test("a broker slower than the bus: values wait in the bridge, coalesced; the last arrives", async () => {
+Deno.test({
+  name: "a broker slower than the bus: values wait in the bridge, coalesced; the last arrives",
+  // Only Mosquitto can be frozen (SIGSTOP); with aedes the test is reported as ignored.
+  ignore: brokerKind() !== "mosquitto",
+}, async () => {
   const paths = Array.from({ length: 200 }, (_, i) => `/Settings/Big${i}`);
   await withGx({
     services: [{ name: SETTINGS, items: Object.fromEntries(paths.map((p) => [p, ""])) }],
   }, async (gx) => {
-    if (!gx.broker.pause) return; // only Mosquitto can be frozen
     const topics = paths.map((p) => gx.topic("settings", 0, p));
     await gx.wake(topics[0]);
     await gx.client.waitFor("every value", () => topics.every((t) => gx.client.topics.has(t)));
     const before = gx.client.log.length;
-    gx.broker.pause();
+    gx.broker.pause!();
     // Rounds of 4 MB, each apart so that each is a flush of its own: 20 MB
     // in all, more than the sockets between the bridge and the broker hold.
     const big = (round: number, i: number) => `${round}/${i}:`.padEnd(20_000, "x");

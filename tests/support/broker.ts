@@ -48,8 +48,7 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
   const port = options.port ?? await freePort();
   const wsPort = options.websockets ? await freePort() : undefined;
   const tls = options.tls && { ...options.tls, port: await freePort() };
-  const useMosquitto = mosquittoPath() && Deno.env.get("DBUS_MQTT_TEST_BROKER") !== "aedes";
-  const broker = useMosquitto
+  const broker = brokerKind() === "mosquitto"
     ? await startMosquitto(port, wsPort, tls, options.users)
     : await startAedes(port, wsPort, tls, options.users);
   if (tls) broker.tlsUrl = `mqtts://127.0.0.1:${tls.port}`;
@@ -58,6 +57,13 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
     announced = true;
   }
   return broker;
+}
+
+/** The broker the tests start here: Mosquitto when installed and not told otherwise. */
+export function brokerKind(): Broker["kind"] {
+  return mosquittoPath() && Deno.env.get("DBUS_MQTT_TEST_BROKER") !== "aedes"
+    ? "mosquitto"
+    : "aedes";
 }
 
 function mosquittoPath(): string | undefined {
