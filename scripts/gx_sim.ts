@@ -13,7 +13,6 @@ import { readFileSync } from "node:fs";
 import dbus from "dbus-next";
 // dbus-next's own codec, for GetItems answers from a cache (see `cacheGetItems`).
 import compat from "dbus-next/lib/marshall-compat.js";
-import wire from "dbus-next/lib/message.js";
 import { encodeMessage, MessageType } from "../lib/dbus_wire.ts";
 import {
   parseSignature,
@@ -195,14 +194,14 @@ export class SimService {
   #sendCachedGetItems(call: Message): void {
     const body = this.prepareGetItems();
     // This answer's header (serial, reply serial, destination), then the cached body.
-    const empty: Buffer = wire.marshall(
+    const empty: Buffer = compat.marshallMessage(
       new Message({
         type: dbus.MessageType.METHOD_RETURN,
         serial: this.bus.newSerial(),
         replySerial: call.serial as never,
         destination: call.sender,
         signature: "a{sa{sv}}",
-        body: [[]],
+        body: [{}],
       }),
     )[0];
     const header = empty.subarray(0, empty.length - empty.readUInt32LE(4));
