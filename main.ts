@@ -8,8 +8,15 @@
  * bundle: it always runs `main`.
  */
 import process from "node:process";
-import { KeepAlive, parseKeepAliveOptions, RepublishLimiter } from "./lib/keepalive.ts";
-import { createLogger, type Logger } from "./lib/log.ts";
+import {
+  KeepAlive,
+  MAX_ECHO_LENGTH,
+  parseKeepAliveOptions,
+  RepublishLimiter,
+  WaitingEchoes,
+} from "./lib/keepalive.ts";
+import { UnsendableError } from "./lib/dbus_wire.ts";
+import { createLogger, type Logger, shown } from "./lib/log.ts";
 import { MqttLink } from "./lib/mqtt_link.ts";
 import {
   type Options,
@@ -32,14 +39,17 @@ import {
   serialTopic,
 } from "./lib/topics.ts";
 import { payload, writePayloadToVariant } from "./lib/values.ts";
-import { type ItemValues, VictronBus } from "./lib/victron_bus.ts";
+import {
+  type ItemValues,
+  MAX_ITEMS_PER_SERVICE,
+  type ScannedItems,
+  VictronBus,
+} from "./lib/victron_bus.ts";
 import { watch } from "./lib/watch.ts";
 
 /** Requests larger than this are not parsed. */
 const MAX_PAYLOAD_BYTES = 64 * 1024;
 const HEARTBEAT_MS = 3000;
-/** Echo tokens waiting for a rate-limited republish; more are dropped. */
-const MAX_PENDING_ECHOES = 100;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 /** Keep-alive payloads are optional hints: undecodable bytes just mean "plain". */
 const lenientUtf8 = new TextDecoder();
@@ -74,8 +84,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
   let expiryTimer: ReturnType<typeof setTimeout> | undefined;
   let heartbeatTimer: ReturnType<typeof setInterval> | undefined;
   const republishLimiter = new RepublishLimiter();
-  /** A full republish is owed; the echoes to send after it ("" = none asked). */
-  const pendingEchoes = new Set<string>();
+  const echoes = new WaitingEchoes();
   let republishTimer: ReturnType<typeof setTimeout> | undefined;
   let exit: (code: number) => void = () => {};
   const stopped = new Promise<number>((resolve) => exit = resolve);
@@ -143,19 +152,37 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     const service = state.add(name, owner);
     if (!service) return;
     try {
-      const result = await bus.scan(owner);
+      const { items, seqOf, method } = await bus.scan(owner);
       if (state.services.get(name) !== service) return; // gone or replaced meanwhile
-      for (const [path, json] of result.values) {
-        state.set(service, path, json, result.seqOf(path), result.limits.get(path));
+      for (const [path, json] of items.values) {
+        state.set(service, path, json, seqOf(path), items.limits.get(path));
       }
-      const instance = await deviceInstance(service, result.values);
+      reportPassedOver(name, items);
+      const instance = await deviceInstance(service, items.values);
       if (state.services.get(name) !== service) return;
       warnConflict(service, state.ready(service, instance));
-      log.debug("scan", `${name}: ${service.items.size} paths via ${result.method}`);
+      log.debug("scan", `${name}: ${service.items.size} paths via ${method}`);
       if (keepAlive.alive) { for (const item of service.items.values()) publishItem(item); }
     } catch (error) {
       if (state.services.get(name) === service) state.remove(name);
       log.warn("scan", `${name}: not scanned: ${(error as Error).message}`);
+    }
+  }
+
+  function reportPassedOver(name: string, items: ScannedItems): void {
+    if (items.badPathCount > 0) {
+      log.warn(
+        "scan",
+        `${name}: passed over ${items.badPathCount} paths that cannot be D-Bus object paths ` +
+          `and topic levels (letters, digits and _ only), e.g. ` +
+          items.badPaths.map((path) => `'${shown(path, 80)}'`).join(", "),
+      );
+    }
+    if (items.overBudget > 0) {
+      log.warn(
+        "scan",
+        `${name}: passed over ${items.overBudget} items beyond ${MAX_ITEMS_PER_SERVICE} per service`,
+      );
     }
   }
 
@@ -165,7 +192,19 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
         (reply) => reply.json,
         () => "0", // services without /DeviceInstance are instance 0
       );
-    return toInstance(json);
+    return validInstance(service, json) ?? 0;
+  }
+
+  function validInstance(service: Service, json: string): number | undefined {
+    const instance = toInstance(json);
+    if (instance === undefined) {
+      log.warn(
+        "scan",
+        `${service.name}: /DeviceInstance ${shown(json, 40)} is not a whole number ` +
+          `from 0 to 4294967295` + (service.instance === undefined ? "; using 0" : "; ignored"),
+      );
+    }
+    return instance;
   }
 
   function itemChanged(
@@ -177,11 +216,17 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
   ): void {
     const service = state.byOwner(sender);
     if (!service) return;
+    if (service.items.size >= MAX_ITEMS_PER_SERVICE && !service.items.has(path)) {
+      log.warn("scan", `${service.name}: passed over a new item beyond ${MAX_ITEMS_PER_SERVICE}`);
+      return;
+    }
     const item = state.set(service, path, json, seq, limits);
     if (service.instance === undefined) return; // still being scanned
     if (path === "/DeviceInstance") {
-      const instance = toInstance(json);
-      if (instance !== service.instance) return rehome(service, instance);
+      const instance = validInstance(service, json);
+      if (instance !== undefined && instance !== service.instance) {
+        return rehome(service, instance);
+      }
     }
     if (item) publishItem(item);
   }
@@ -196,12 +241,29 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     );
   }
 
-  /** New topics for every item; the old ones are emptied so clients drop them. */
+  /** New topics for every item; the old ones are handed on or emptied (see vacate). */
   function rehome(service: Service, instance: number): void {
     log.info("scan", `${service.name}: device instance ${service.instance} -> ${instance}`);
-    for (const item of service.items.values()) itemGone(item);
-    warnConflict(service, state.rehome(service, instance));
+    state.release(service);
+    vacate(service);
+    warnConflict(service, state.ready(service, instance));
     for (const item of service.items.values()) publishItem(item);
+  }
+
+  /**
+   * The service no longer publishes on its topics. A service that claims the
+   * same type/instance takes over those it has items for; the others are
+   * emptied, so that clients drop them.
+   */
+  function vacate(service: Service): void {
+    const heir = service.instance === undefined
+      ? undefined
+      : state.byDevice(service.type, service.instance);
+    for (const item of service.items.values()) {
+      const taken = heir?.items.get(item.path);
+      if (taken) publishItem(taken);
+      else itemGone(item);
+    }
   }
 
   function ownerChanged(name: string, oldOwner: string, newOwner: string): void {
@@ -209,7 +271,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
       const service = state.remove(name);
       if (service) {
         log.info("scan", `${name} left the bus`);
-        for (const item of service.items.values()) itemGone(item);
+        vacate(service);
       }
     }
     if (newOwner) {
@@ -226,8 +288,10 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     if (keepAlive.alive) publishAll();
   }
 
-  function request(topic: string, body: Uint8Array, retained: boolean): void {
-    const req = parseRequest(topic, portalId);
+  function request(rawTopic: string, body: Uint8Array, retained: boolean): void {
+    // The topic as log lines show it: escaped and cut, as it comes from anyone.
+    const topic = shown(rawTopic);
+    const req = parseRequest(rawTopic, portalId);
     if (typeof req === "string") {
       log.warn("request", `${topic}: ${req}; ignored`);
       return;
@@ -247,6 +311,13 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
       const asked = parseKeepAliveOptions(
         lenientUtf8.decode(body.subarray(0, MAX_PAYLOAD_BYTES)),
       );
+      if (asked.echo !== undefined && asked.echo.length > MAX_ECHO_LENGTH) {
+        log.warn(
+          "keepalive",
+          `${topic}: echo token over ${MAX_ECHO_LENGTH} characters; not echoed`,
+        );
+        asked.echo = undefined;
+      }
       if (woke || asked.republish) fullPublish(asked.echo);
     } else if (woke) {
       fullPublish(undefined);
@@ -264,7 +335,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
 
   function target(topic: string, req: ItemRequest): Service | undefined {
     const service = state.byDevice(req.type, req.instance);
-    if (!service) log.warn("request", `${topic}: no service ${req.type}/${req.instance}`);
+    if (!service) log.warn("request", `${topic}: no service ${shown(req.type)}/${req.instance}`);
     return service;
   }
 
@@ -275,13 +346,23 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
   async function read(topic: string, req: ItemRequest): Promise<void> {
     const service = target(topic, req);
     if (!service) return;
-    const paths = service.items.has(req.path) ? [req.path] : subTree(service, req.path);
+    const single = service.items.has(req.path);
+    const paths = single ? [req.path] : subTree(service, req.path);
     if (paths.length === 0) {
-      log.warn("read", `${topic}: ${service.name} has no path or sub-tree ${req.path}`);
+      log.warn("read", `${topic}: ${service.name} has no path or sub-tree ${shown(req.path)}`);
       return;
     }
-    const results = await Promise.allSettled(paths.map(async (path) => {
-      const reply = await bus.getValue(service.owner, path, true);
+    let replies;
+    try {
+      replies = single
+        ? [bus.getValue(service.owner, req.path, true)]
+        : bus.readTree(service.owner, paths);
+    } catch (error) {
+      log.warn("read", `${topic}: ${(error as Error).message}`);
+      return;
+    }
+    const results = await Promise.allSettled(paths.map(async (path, i) => {
+      const reply = await replies[i];
       state.set(service, path, reply.json, reply.seq);
       const item = service.items.get(path);
       if (item) publishItem(item);
@@ -315,7 +396,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     const service = target(topic, req);
     if (!service) return;
     if (!service.items.has(req.path)) {
-      log.warn("write", `${topic}: ${service.name} has no path ${req.path}`);
+      log.warn("write", `${topic}: ${service.name} has no path ${shown(req.path)}`);
       return;
     }
     let value;
@@ -337,7 +418,8 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
         );
       }
     } catch (error) {
-      log.warn("write", `${topic}: ${(error as Error).message}`);
+      const sent = !(error instanceof UnsendableError);
+      log.warn("write", `${topic}: ${(error as Error).message}${sent ? "" : "; not written"}`);
     }
   }
 
@@ -359,7 +441,10 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
    * the limit happens when the next token comes, for every echo owed.
    */
   function fullPublish(echo: string | undefined): void {
-    if (pendingEchoes.size < MAX_PENDING_ECHOES) pendingEchoes.add(echo ?? "");
+    const dropped = echo === undefined ? 0 : echoes.add(echo);
+    if (dropped > 0) {
+      log.warn("keepalive", `${dropped} echo tokens dropped, oldest first: too many waiting`);
+    }
     if (republishTimer !== undefined) return;
     if (!republishLimiter.take(Date.now())) {
       republishTimer = setTimeout(() => {
@@ -370,9 +455,8 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     }
     publishAll();
     const now = Math.floor(Date.now() / 1000);
-    const echoes = [...pendingEchoes].filter((e) => e !== "");
-    pendingEchoes.clear();
-    for (const e of echoes.length ? echoes : [undefined]) {
+    const echoed = echoes.take();
+    for (const e of echoed.length ? echoed : [undefined]) {
       const extra = e === undefined ? "" : `, "full-publish-completed-echo": ${JSON.stringify(e)}`;
       link.publish(fullPublishCompletedTopic(portalId), `{"value": ${now}${extra}}`, false, false);
     }

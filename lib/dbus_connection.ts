@@ -52,8 +52,13 @@ export class DbusConnection {
   private constructor(private readonly socket: net.Socket) {}
 
   /**
-   * Connects and authenticates: EXTERNAL (who we are, from the socket) and,
-   * over TCP where the daemon cannot see that, ANONYMOUS as the fallback.
+   * Connects and authenticates with EXTERNAL: the daemon checks who we say we
+   * are against the socket's credentials. Over TCP the daemon sees those of
+   * whatever forwards the connection (socat on a GX, running as root), not
+   * ours: then ANONYMOUS, then EXTERNAL without an identity (the daemon takes
+   * the one it sees). In that order: a daemon that listens on TCP itself and
+   * allows ANONYMOUS says OK to an empty EXTERNAL, then drops the connection
+   * (measured with dbus-daemon 1.14).
    */
   static async open(address: string, handlers: ConnectionHandlers): Promise<DbusConnection> {
     const tcp = address.startsWith("tcp:");
@@ -73,12 +78,17 @@ export class DbusConnection {
       const uid = String(process.getuid?.() ?? 0);
       const mechanisms = [
         `EXTERNAL ${hex(uid)}`,
-        ...(tcp ? [`ANONYMOUS ${hex("dbus-mqtt")}`] : []),
+        ...(tcp ? [`ANONYMOUS ${hex("dbus-mqtt")}`, "EXTERNAL"] : []),
       ];
       let answer = "";
       for (const mechanism of mechanisms) {
         socket.write(`AUTH ${mechanism}\r\n`);
         answer = await lines.next();
+        // Without an initial response the daemon asks for one: an empty one.
+        if (answer === "DATA" || answer.startsWith("DATA ")) {
+          socket.write("DATA\r\n");
+          answer = await lines.next();
+        }
         if (answer.startsWith("OK ")) break;
       }
       if (!answer.startsWith("OK ")) throw new Error(`the bus refused us: ${answer}`);

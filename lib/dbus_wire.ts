@@ -13,6 +13,7 @@ import {
   formatDouble,
   INVALID_JSON,
   parseSignature,
+  parseSignatures,
   type SignatureType,
   type Variant,
 } from "./values.ts";
@@ -403,14 +404,27 @@ export interface OutgoingMessage {
   body?: unknown[];
 }
 
-/** A method call or signal in the wire format (little-endian). */
+/**
+ * A method call or signal in the wire format (little-endian). Throws, before
+ * anything is sent, on what the specification forbids (a NUL in a string,
+ * a bad object path, containers nested too deeply, ...): the daemon would
+ * drop the whole connection for it.
+ */
 export function encodeMessage(message: OutgoingMessage): Uint8Array {
+  try {
+    return encode(message);
+  } catch (error) {
+    throw new UnsendableError(`cannot go on D-Bus: ${(error as Error).message}`);
+  }
+}
+
+/** What the specification forbids to send; nothing was sent. */
+export class UnsendableError extends RangeError {}
+
+function encode(message: OutgoingMessage): Uint8Array {
   const signature = message.signature ?? "";
   const body = new Writer();
-  if (signature) {
-    const type = parseSignature(`(${signature})`);
-    type.children.forEach((child, i) => body.value(child, message.body![i]));
-  }
+  parseSignatures(signature).forEach((type, i) => body.value(type, message.body![i], 0));
   const w = new Writer();
   w.bytes([0x6c, message.type ?? MessageType.METHOD_CALL, 0, 1]);
   w.uint32(body.length);
@@ -430,11 +444,31 @@ export function encodeMessage(message: OutgoingMessage): Uint8Array {
       w.align(8);
       w.bytes([code]);
       w.signature(type);
-      w.value(parseSignature(type), value);
+      w.value(parseSignature(type), value, 0);
     }
   });
   w.align(8);
+  if (w.length + body.length > MAX_MESSAGE_BYTES) {
+    throw new RangeError(`a message over ${MAX_MESSAGE_BYTES} bytes`);
+  }
   return w.concat(body);
+}
+
+/** The specification's limits on what the writer sends. */
+const MAX_ARRAY_BYTES = 64 * 1024 * 1024;
+/** Containers (arrays, structs, variants) inside each other, in all. */
+const MAX_CONTAINER_DEPTH = 64;
+const OBJECT_PATH = /^\/$|^(\/[A-Za-z0-9_]+)+$/;
+
+/** Whether `path` may name a D-Bus object: `/`, or `/`-separated `[A-Za-z0-9_]+`. */
+export function isObjectPath(path: string): boolean {
+  return OBJECT_PATH.test(path);
+}
+
+function checkString(text: string): void {
+  if (typeof text !== "string") throw new TypeError(`not a string: ${typeof text}`);
+  if (text.includes("\0")) throw new RangeError("a string with a NUL character");
+  if (!text.isWellFormed()) throw new RangeError("a string with half a UTF-16 pair");
 }
 
 const utf8Encoder = new TextEncoder();
@@ -473,7 +507,9 @@ class Writer {
     this.length += 4;
   }
 
+  /** A signature (parsing checks it). */
   signature(text: string): void {
+    parseSignatures(text);
     this.bytes([text.length, ...utf8Encoder.encode(text), 0]);
   }
 
@@ -484,14 +520,25 @@ class Writer {
     this.align(elementAlignment);
     const start = this.length;
     elements();
+    if (this.length - start > MAX_ARRAY_BYTES) {
+      throw new RangeError(`an array over ${MAX_ARRAY_BYTES} bytes`);
+    }
     this.#view.setUint32(lengthAt, this.length - start, true);
   }
 
-  value(type: SignatureType, value: unknown): void {
+  /** A value of `type`, inside `depth` containers. */
+  value(type: SignatureType, value: unknown, depth: number): void {
     const code = type.code;
+    if ("a({v".includes(code) && ++depth > MAX_CONTAINER_DEPTH) {
+      throw new RangeError(`containers nested over ${MAX_CONTAINER_DEPTH} deep`);
+    }
     switch (code) {
       case "s":
       case "o": {
+        checkString(value as string);
+        if (code === "o" && !isObjectPath(value as string)) {
+          throw new RangeError("not a D-Bus object path");
+        }
         const encoded = utf8Encoder.encode(value as string);
         this.uint32(encoded.length);
         this.bytes(encoded);
@@ -503,7 +550,7 @@ class Writer {
       case "v": {
         const variant = value as Variant;
         this.signature(variant.signature);
-        return this.value(parseSignature(variant.signature), variant.value);
+        return this.value(parseSignature(variant.signature), variant.value, depth);
       }
       case "a": {
         const element = type.children[0];
@@ -512,16 +559,16 @@ class Writer {
             const entries = value instanceof Map
               ? value.entries()
               : Object.entries(value as Record<string, unknown>);
-            for (const [k, v] of entries) this.value(element, [k, v]);
+            for (const [k, v] of entries) this.value(element, [k, v], depth);
           } else {
-            for (const item of value as unknown[]) this.value(element, item);
+            for (const item of value as unknown[]) this.value(element, item, depth);
           }
         });
       }
       case "(":
       case "{":
         this.align(8);
-        type.children.forEach((child, i) => this.value(child, (value as unknown[])[i]));
+        type.children.forEach((child, i) => this.value(child, (value as unknown[])[i], depth));
         return;
     }
     const size = ALIGNMENT[code]; // numbers are as long as they are aligned

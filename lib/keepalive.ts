@@ -93,3 +93,43 @@ export class RepublishLimiter {
     return this.#refilledAt + 1000;
   }
 }
+
+/** Echo tokens longer than this are not echoed (clients use short ones, e.g. a UUID). */
+export const MAX_ECHO_LENGTH = 1024;
+/** Echo tokens waiting for the next full republish, by count and by characters in all. */
+export const MAX_WAITING_ECHOES = 10_000;
+const MAX_WAITING_ECHO_CHARS = 1024 * 1024;
+
+/**
+ * Echo tokens to send after the next full republish. The rate limit
+ * makes tokens wait; memory stays bounded by dropping the oldest ones first:
+ * MQTT does not say which client sent a token, and a flooding client's tokens
+ * are most of the oldest. A token asked for twice is echoed once.
+ */
+export class WaitingEchoes {
+  readonly #echoes = new Set<string>();
+  #chars = 0;
+
+  /** Adds a token; returns how many old tokens were dropped for it. */
+  add(echo: string): number {
+    if (this.#echoes.has(echo)) return 0;
+    this.#echoes.add(echo);
+    this.#chars += echo.length;
+    let dropped = 0;
+    for (const oldest of this.#echoes) {
+      if (this.#echoes.size <= MAX_WAITING_ECHOES && this.#chars <= MAX_WAITING_ECHO_CHARS) break;
+      this.#echoes.delete(oldest);
+      this.#chars -= oldest.length;
+      dropped++;
+    }
+    return dropped;
+  }
+
+  /** The republish is done: the echoes to send with it, in the order asked. */
+  take(): string[] {
+    const echoes = [...this.#echoes];
+    this.#echoes.clear();
+    this.#chars = 0;
+    return echoes;
+  }
+}

@@ -12,6 +12,7 @@ import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import mqtt from "mqtt";
 import { encodePublishes, type Publish } from "./mqtt_packets.ts";
+import { shown } from "./log.ts";
 import type { BrokerOptions } from "./options.ts";
 
 /** A busy bridge writes to the broker at most this often, many messages a time. */
@@ -129,7 +130,9 @@ export class MqttLink {
     }
     this.#lastFlush = performance.now();
     // Every packet of this flush leaves in one write.
-    stream.write(encodePublishes([...this.#queue.values()]));
+    stream.write(encodePublishes([...this.#queue.values()], (message, why) => {
+      this.handlers.problem(`not published: ${shown(message.topic)}: ${why}`);
+    }));
     this.#queue.clear();
   }
 

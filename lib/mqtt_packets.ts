@@ -16,21 +16,60 @@ const RETAIN = 0x01;
 const HEADER_ROOM = 1 + 4 + 2;
 const utf8 = new TextEncoder();
 
-/** The packets for `messages`, one after the other. */
-export function encodePublishes(messages: Publish[]): Uint8Array {
+/** MQTT's limits: a topic's length field has 2 bytes, a packet's "remaining length" 4 x 7 bits. */
+const MAX_TOPIC_BYTES = 0xffff;
+const MAX_REMAINING_LENGTH = 0xfffffff;
+/**
+ * What brokers refuse in a topic name, closing the connection (Mosquitto
+ * does): wildcards, control characters (NUL among them), noncharacters, and
+ * halves of UTF-16 pairs, which have no UTF-8 form.
+ */
+const FORBIDDEN_IN_TOPIC = /[+#\p{Cc}\p{Noncharacter_Code_Point}]|\p{Cs}/u;
+/** The common case, checked first: printable ASCII without wildcards. */
+const PLAIN_TOPIC = /^[\x20-\x22\x24-\x2a\x2c-\x7e]+$/;
+
+/** Why a broker would refuse this topic name, or undefined when it is fine. */
+export function topicProblem(topic: string): string | undefined {
+  if (PLAIN_TOPIC.test(topic)) return undefined;
+  if (topic === "") return "an empty topic";
+  const bad = FORBIDDEN_IN_TOPIC.exec(topic)?.[0];
+  if (bad === undefined) return undefined;
+  const code = bad.codePointAt(0)!.toString(16).padStart(4, "0");
+  return bad === "+" || bad === "#" ? `a wildcard '${bad}' in the topic` : `U+${code} in the topic`;
+}
+
+/**
+ * The packets for `messages`, one after the other. A message a broker would
+ * refuse (see topicProblem, and the length limits) is left out and handed to
+ * `refused`: one bad topic must not cost the connection everybody's values use.
+ */
+export function encodePublishes(
+  messages: Publish[],
+  refused: (message: Publish, why: string) => void,
+): Uint8Array {
   let room = 0;
   for (const { topic, payload } of messages) {
     room += HEADER_ROOM + 3 * (topic.length + payload.length); // UTF-8: <= 3 bytes a UTF-16 unit
   }
   const out = new Uint8Array(room);
   let at = 0;
-  for (const { topic, payload, retain } of messages) {
+  for (const message of messages) {
+    const { topic, payload, retain } = message;
+    const problem = topicProblem(topic);
+    if (problem) {
+      refused(message, problem);
+      continue;
+    }
     // Topic and payload go in first, after room for the longest header; the
     // header is then written in front of them and the packet closed up.
     const body = at + HEADER_ROOM;
     const topicBytes = utf8.encodeInto(topic, out.subarray(body)).written;
     const payloadBytes = utf8.encodeInto(payload, out.subarray(body + topicBytes)).written;
     const rest = 2 + topicBytes + payloadBytes;
+    if (topicBytes > MAX_TOPIC_BYTES || rest > MAX_REMAINING_LENGTH) {
+      refused(message, topicBytes > MAX_TOPIC_BYTES ? "a topic over 65,535 bytes" : "over 256 MB");
+      continue;
+    }
     out[at++] = retain ? PUBLISH | RETAIN : PUBLISH;
     // "Remaining length": 7 bits a byte, least significant first.
     for (let n = rest;; n >>= 7) {

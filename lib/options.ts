@@ -10,7 +10,7 @@ import {
   type OptionValues,
 } from "@commander-js/extra-typings";
 import { readFileSync } from "node:fs";
-import { isValidFilter } from "./topics.ts";
+import { isPortalId, isValidFilter } from "./topics.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import { VERSION } from "./version.ts";
 
@@ -374,9 +374,9 @@ function withoutPassword(url: string): string {
 }
 
 function checkPortalId(id: string): string {
-  if (!/^[A-Za-z0-9_-]+$/.test(id)) {
+  if (!isPortalId(id)) {
     throw new OptionsError(
-      `--portal-id '${id}': only letters, digits, '-' and '_' fit in a topic level`,
+      `--portal-id '${id}': up to 64 letters, digits, '-' and '_' fit in a topic level`,
     );
   }
   return id;

@@ -5,6 +5,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { isPortalId } from "./topics.ts";
 
 export function discoverPortalId(
   env: Record<string, string | undefined>,
@@ -12,7 +13,7 @@ export function discoverPortalId(
   try {
     const id = execFileSync("/sbin/get-unique-id", { encoding: "utf8", timeout: 5000 })
       .trim();
-    if (id) return id;
+    if (isPortalId(id)) return id;
   } catch {
     // not a GX device: fall back to the MAC address
   }

@@ -60,24 +60,16 @@ export class BridgeState {
     if (!service) return undefined;
     this.services.delete(name);
     if (this.#byOwner.get(service.owner) === service) this.#byOwner.delete(service.owner);
-    this.#release(service);
+    this.release(service);
     return service;
   }
 
   /**
-   * The service's /DeviceInstance changed: its items move to the new topics.
-   * Returns the service that held the new type/instance before, if any.
+   * Gives up the service's type/instance (it left, or its /DeviceInstance
+   * changed); when another service claims the same one (a conflict that was
+   * logged), requests go to that one now.
    */
-  rehome(service: Service, instance: number): Service | undefined {
-    this.#release(service);
-    return this.ready(service, instance);
-  }
-
-  /**
-   * Gives up the service's type/instance; when another service claims the
-   * same one (a conflict that was logged), requests go to that one now.
-   */
-  #release(service: Service): void {
+  release(service: Service): void {
     const key = deviceKey(service.type, service.instance);
     if (this.#byDevice.get(key) !== service) return;
     this.#byDevice.delete(key);
@@ -154,10 +146,15 @@ export class BridgeState {
   }
 }
 
-/** A device instance as D-Bus gives it (JSON text); 0 when it is not a whole number >= 0. */
-export function toInstance(json: string): number {
+/**
+ * A device instance as D-Bus gives it (JSON text), when it is a whole number
+ * that fits a topic's instance level (0 to 2^32 - 1, as requests name it).
+ */
+export function toInstance(json: string): number | undefined {
   const instance = Number(json);
-  return Number.isInteger(instance) && instance >= 0 ? instance : 0;
+  return Number.isInteger(instance) && instance >= 0 && instance <= 0xffffffff
+    ? instance
+    : undefined;
 }
 
 /**

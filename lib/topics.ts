@@ -3,7 +3,29 @@
  * N/R/W topic layout, and which D-Bus items never go out or go out masked.
  */
 
+import { isObjectPath } from "./dbus_wire.ts";
+
 export const SERVICE_PREFIX = "com.victronenergy.";
+
+/**
+ * Longest item path served: real ones are under 100 characters, and this
+ * keeps every topic far below MQTT's limit of 65,535 bytes.
+ */
+const MAX_ITEM_PATH = 1024;
+
+/**
+ * Whether a path a service lists can be an item: a D-Bus object path (other
+ * than "/") can be called, and its levels (letters, digits, "_") are MQTT
+ * topic levels; "/Dash-Path" or "/a#b" is neither.
+ */
+export function isItemPath(path: string): boolean {
+  return path.length <= MAX_ITEM_PATH && path !== "/" && isObjectPath(path);
+}
+
+/** A portal id fills one topic level: letters, digits, "-" and "_". */
+export function isPortalId(id: string): boolean {
+  return /^[A-Za-z0-9_-]{1,64}$/.test(id);
+}
 
 /** `com.victronenergy.pvinverter.cgwacs_ttyUSB0` -> `pvinverter`. */
 export function serviceType(busName: string): string | undefined {

@@ -7,6 +7,8 @@
  * clients in typed languages tell an int from a float by the literal: a whole
  * double must keep its ".0" and a 64-bit integer must keep every digit.
  */
+import { shown } from "./log.ts";
+
 /** A D-Bus value with its type, as written to the bus. */
 export interface Variant {
   signature: string;
@@ -24,35 +26,58 @@ export interface SignatureType {
   children: SignatureType[];
 }
 
-const signatureCache = new Map<string, SignatureType>();
+const signatureCache = new Map<string, SignatureType[]>();
+
+/** The specification's limits on a signature: its length, and nesting of each kind. */
+const MAX_SIGNATURE_LENGTH = 255;
+const MAX_ARRAY_NESTING = 32;
+const MAX_STRUCT_NESTING = 32;
 
 /** Parses one complete D-Bus type ("a{sv}", "(iis)", ...); cached. */
 export function parseSignature(signature: string): SignatureType {
+  const types = parseSignatures(signature);
+  if (types.length !== 1) throw new Error(`not a single D-Bus type: ${signature}`);
+  return types[0];
+}
+
+/** Parses a message body's signature: complete types one after the other ("sss"); cached. */
+export function parseSignatures(signature: string): SignatureType[] {
   let parsed = signatureCache.get(signature);
   if (!parsed) {
-    const [type, end] = parseType(signature, 0);
-    if (end !== signature.length) {
-      throw new Error(`not a single D-Bus type: ${signature}`);
+    if (signature.length > MAX_SIGNATURE_LENGTH) {
+      throw new Error(`D-Bus signature over ${MAX_SIGNATURE_LENGTH} characters`);
     }
-    parsed = type;
+    parsed = [];
+    for (let at = 0; at < signature.length;) {
+      const [type, end] = parseType(signature, at, 0, 0);
+      parsed.push(type);
+      at = end;
+    }
     if (signatureCache.size < 1024) signatureCache.set(signature, parsed);
   }
   return parsed;
 }
 
-function parseType(sig: string, at: number): [SignatureType, number] {
+function parseType(
+  sig: string,
+  at: number,
+  arrays: number,
+  structs: number,
+): [SignatureType, number] {
   const code = sig[at];
   if (code === undefined) throw new Error(`truncated D-Bus signature: ${sig}`);
   if (code === "a") {
-    const [child, end] = parseType(sig, at + 1);
+    if (arrays === MAX_ARRAY_NESTING) throw new Error(`arrays nested too deeply: ${sig}`);
+    const [child, end] = parseType(sig, at + 1, arrays + 1, structs);
     return [{ code, children: [child] }, end];
   }
   if (code === "(" || code === "{") {
+    if (structs === MAX_STRUCT_NESTING) throw new Error(`structs nested too deeply: ${sig}`);
     const close = code === "(" ? ")" : "}";
     const children: SignatureType[] = [];
     let i = at + 1;
     while (sig[i] !== close) {
-      const [child, end] = parseType(sig, i);
+      const [child, end] = parseType(sig, i, arrays, structs + 1);
       children.push(child);
       i = end;
     }
@@ -237,8 +262,10 @@ export function toVariant(value: TypedJson): Variant {
       }
       if (value >= INT64[0] && value <= INT64[1]) return variant("x", value);
       if (value > 0n && value <= UINT64_MAX) return variant("t", value);
-      return variant("d", Number(value));
+      // As the original bridge: rounding it to a double would write another number.
+      throw new RangeError(`the integer ${shown(String(value))} does not fit in 64 bits`);
     case "number":
+      if (!Number.isFinite(value)) throw new RangeError("a number too large for a double");
       return variant("d", value);
     case "string":
       return variant("s", value);

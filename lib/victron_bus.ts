@@ -9,8 +9,9 @@
  * signals that arrived in the same socket read).
  */
 import { DbusConnection } from "./dbus_connection.ts";
-import { type BodyReader, type Message, MessageType } from "./dbus_wire.ts";
-import { SERVICE_PREFIX } from "./topics.ts";
+import { type BodyReader, isObjectPath, type Message, MessageType } from "./dbus_wire.ts";
+import { shown } from "./log.ts";
+import { isItemPath, SERVICE_PREFIX } from "./topics.ts";
 import { parseSignature, type Variant } from "./values.ts";
 
 const BUS_ITEM = "com.victronenergy.BusItem";
@@ -25,6 +26,24 @@ const CALL_TIMEOUT_MS = 5000;
  */
 const MAX_REQUEST_CALLS = 1000;
 const MAX_REQUEST_CALLS_PER_SERVICE = 100;
+/**
+ * Calls of one scan or of sub-tree reads that run at once per service: a
+ * read of a thousand settings is queued, never dropped, and leaves room for
+ * other requests meanwhile. dbus-daemon also refuses more than 128 pending
+ * replies per connection by default (max_replies_per_connection).
+ */
+const CALLS_AT_ONCE = 16;
+/** Sub-tree reads waiting at once, in all; beyond that a read is refused. */
+const MAX_TREE_READS = 100;
+
+/**
+ * A scan's budget per service, so that a service that lists without end (or
+ * whose Introspect tree never ends) cannot take the bridge's memory: items
+ * (a GX's largest service, settings, has ~1,000), levels and Introspect calls.
+ */
+export const MAX_ITEMS_PER_SERVICE = 20_000;
+const MAX_INTROSPECT_DEPTH = 32;
+const MAX_INTROSPECT_CALLS = 10_000;
 
 /** New values of one or more items of a service, as JSON text. */
 export type ItemValues = Map<string, string>;
@@ -33,6 +52,28 @@ export type ItemValues = Map<string, string>;
  * value (`"min": 0, "max": 100, "default": 50`); settings have them.
  */
 export type ItemLimits = Map<string, string>;
+
+/** What a scan found: the items the bridge takes, and those it passed over. */
+export class ScannedItems {
+  readonly values: ItemValues = new Map();
+  readonly limits: ItemLimits = new Map();
+  /** Paths that cannot be object paths and topic levels (the first few of them). */
+  readonly badPaths: string[] = [];
+  badPathCount = 0;
+  /** Items over MAX_ITEMS_PER_SERVICE. */
+  overBudget = 0;
+
+  readonly add: ItemSink = (path, json, limits) => {
+    if (!isItemPath(path)) {
+      if (this.badPathCount++ < 3) this.badPaths.push(path);
+    } else if (this.values.size >= MAX_ITEMS_PER_SERVICE && !this.values.has(path)) {
+      this.overBudget++;
+    } else {
+      this.values.set(path, json);
+      if (limits !== undefined) this.limits.set(path, limits);
+    }
+  };
+}
 
 /** Takes one item as a service told it: its value and, when told, its limits. */
 type ItemSink = (path: string, json: string, limits: string | undefined) => void;
@@ -72,9 +113,27 @@ interface Reply {
   seq: number;
 }
 
+/** A value read with GetValue, and the arrival number of its reply. */
+export interface ReadValue {
+  json: string;
+  seq: number;
+}
+
+/** A GetValue queued for a sub-tree read, not yet sent. */
+interface QueuedRead {
+  promise: Promise<ReadValue>;
+  resolve(value: ReadValue): void;
+  reject(error: Error): void;
+}
+
+/** A service's sub-tree reads by path: those queued, in order, and those running. */
+interface TreeReads {
+  queued: Map<string, QueuedRead>;
+  running: Map<string, Promise<ReadValue>>;
+}
+
 export interface ScanResult {
-  values: ItemValues;
-  limits: ItemLimits;
+  items: ScannedItems;
   /** Arrival number of the reply each value came from. */
   seqOf(path: string): number;
   /** How the service answered: GetItems, GetValue or Introspect. */
@@ -87,6 +146,8 @@ export class VictronBus {
   /** Calls for MQTT requests now waiting for their answer, by service. */
   readonly #requestCalls = new Map<string, number>();
   #requestCallsTotal = 0;
+  readonly #treeReads = new Map<string, TreeReads>();
+  #treeReadsWaiting = 0;
   readonly #sweeper: ReturnType<typeof setInterval>;
   /** Our own close, not a lost bus. */
   #closing = false;
@@ -152,20 +213,16 @@ export class VictronBus {
     });
   }
 
-  /** Every item of a service with its value. */
+  /** Every item of a service with its value, within the scan's budget. */
   async scan(owner: string): Promise<ScanResult> {
+    const items = new ScannedItems();
     try {
       const reply = await this.#call(owner, "/", BUS_ITEM, "GetItems");
       if (reply.message.signature !== "a{sa{sv}}") {
         throw new CallError("Malformed", `GetItems returned '${reply.message.signature}'`);
       }
-      const values: ItemValues = new Map();
-      const limits: ItemLimits = new Map();
-      readItems(reply.message.body, (path, json, told) => {
-        values.set(path, json);
-        if (told !== undefined) limits.set(path, told);
-      });
-      return { values, limits, seqOf: () => reply.seq, method: "GetItems" };
+      readItems(reply.message.body, items.add);
+      return { items, seqOf: () => reply.seq, method: "GetItems" };
     } catch (error) {
       if (!isUnsupported(error)) throw error;
       this.debug(`${owner}: GetItems: ${(error as Error).message}`);
@@ -177,42 +234,83 @@ export class VictronBus {
       if (signature !== "a{sv}") {
         throw new CallError("Malformed", `GetValue on / returned '${signature}'`);
       }
-      const values: ItemValues = new Map();
       const end = body.arrayEnd(8);
       while (body.at < end) {
         body.align(8);
         const path = body.string();
-        values.set(path.startsWith("/") ? path : "/" + path, body.variantJson(0));
+        items.add(path.startsWith("/") ? path : "/" + path, body.variantJson(0), undefined);
       }
-      return { values, limits: new Map(), seqOf: () => reply.seq, method: "GetValue" };
+      return { items, seqOf: () => reply.seq, method: "GetValue" };
     } catch (error) {
       if (!isUnsupported(error)) throw error;
       this.debug(`${owner}: GetValue on /: ${(error as Error).message}`);
     }
-    const paths = await this.#introspectItems(owner, "/");
+    for (const path of await this.#introspectItems(owner)) items.add(path, "", undefined);
     // One reply per item: each value is as new as its own reply, no newer.
-    const values: ItemValues = new Map();
     const seqs = new Map<string, number>();
-    await Promise.all(paths.map(async (path) => {
+    await eachLimited([...items.values.keys()], async (path) => {
       const reply = await this.getValue(owner, path);
-      values.set(path, reply.json);
+      items.values.set(path, reply.json);
       seqs.set(path, reply.seq);
-    }));
-    return { values, limits: new Map(), seqOf: (path) => seqs.get(path)!, method: "Introspect" };
+    });
+    return { items, seqOf: (path) => seqs.get(path)!, method: "Introspect" };
   }
 
   /** GetValue; `forRequest` calls count against the request limits. */
-  async getValue(
-    owner: string,
-    path: string,
-    forRequest = false,
-  ): Promise<{ json: string; seq: number }> {
+  async getValue(owner: string, path: string, forRequest = false): Promise<ReadValue> {
     const call = () => this.#call(owner, path, BUS_ITEM, "GetValue");
     const reply = forRequest ? await this.#forRequest(owner, call) : await call();
     if (reply.message.signature !== "v") {
       throw new CallError("Malformed", `GetValue returned '${reply.message.signature}'`);
     }
     return { json: reply.message.body.variantJson(0), seq: reply.seq };
+  }
+
+  /**
+   * GetValue of every path of a sub-tree read, queued (see CALLS_AT_ONCE);
+   * each promise settles as its value arrives, and a path queued already is
+   * read once for every read that asks for it. Throws when MAX_TREE_READS
+   * wait already.
+   */
+  readTree(owner: string, paths: string[]): Promise<ReadValue>[] {
+    if (this.#treeReadsWaiting >= MAX_TREE_READS) {
+      throw new CallError("Busy", `${MAX_TREE_READS} sub-tree reads are waiting already; dropped`);
+    }
+    this.#treeReadsWaiting++;
+    let reads = this.#treeReads.get(owner);
+    if (!reads) this.#treeReads.set(owner, reads = { queued: new Map(), running: new Map() });
+    const values = paths.map((path) => reads.running.get(path) ?? this.#queue(reads, path));
+    this.#startTreeReads(owner, reads);
+    Promise.allSettled(values).then(() => this.#treeReadsWaiting--);
+    return values;
+  }
+
+  #queue(reads: TreeReads, path: string): Promise<ReadValue> {
+    let queued = reads.queued.get(path);
+    if (!queued) {
+      const settle: Partial<QueuedRead> = {};
+      const promise = new Promise<ReadValue>((resolve, reject) => {
+        settle.resolve = resolve;
+        settle.reject = reject;
+      });
+      reads.queued.set(path, queued = { ...settle, promise } as QueuedRead);
+    }
+    return queued.promise;
+  }
+
+  #startTreeReads(owner: string, reads: TreeReads): void {
+    for (const [path, queued] of reads.queued) {
+      if (reads.running.size >= CALLS_AT_ONCE) return;
+      reads.queued.delete(path);
+      reads.running.set(path, queued.promise);
+      this.#countRequestCall(owner, 1);
+      this.getValue(owner, path).then(queued.resolve, queued.reject).finally(() => {
+        this.#countRequestCall(owner, -1);
+        reads.running.delete(path);
+        if (reads.running.size + reads.queued.size === 0) this.#treeReads.delete(owner);
+        else this.#startTreeReads(owner, reads);
+      });
+    }
   }
 
   /** SetValue for a request; resolves to the service's answer (0 = accepted). */
@@ -227,6 +325,7 @@ export class VictronBus {
     return Number(answer);
   }
 
+  /** A call for a request, refused when too many wait for answers already. */
   async #forRequest(owner: string, call: () => Promise<Reply>): Promise<Reply> {
     const waiting = this.#requestCalls.get(owner) ?? 0;
     if (waiting >= MAX_REQUEST_CALLS_PER_SERVICE || this.#requestCallsTotal >= MAX_REQUEST_CALLS) {
@@ -237,32 +336,56 @@ export class VictronBus {
           : `${MAX_REQUEST_CALLS} D-Bus calls for requests are waiting already; dropped`,
       );
     }
-    this.#requestCalls.set(owner, waiting + 1);
-    this.#requestCallsTotal++;
+    this.#countRequestCall(owner, 1);
     try {
       return await call();
     } finally {
-      this.#requestCallsTotal--;
-      const left = this.#requestCalls.get(owner)! - 1;
-      if (left) this.#requestCalls.set(owner, left);
-      else this.#requestCalls.delete(owner);
+      this.#countRequestCall(owner, -1);
     }
   }
 
-  async #introspectItems(owner: string, path: string): Promise<string[]> {
-    const reply = await this.#call(
-      owner,
-      path,
-      "org.freedesktop.DBus.Introspectable",
-      "Introspect",
-    );
-    const xml = reply.message.signature === "s" ? reply.message.body.string() : "";
-    const children = [...xml.matchAll(/<node\s+name="([^"/]+)"/g)].map((m) =>
-      (path === "/" ? "/" : path + "/") + m[1]
-    );
-    const own = path !== "/" && xml.includes(`"${BUS_ITEM}"`) ? [path] : [];
-    const nested = await Promise.all(children.map((c) => this.#introspectItems(owner, c)));
-    return own.concat(...nested);
+  #countRequestCall(owner: string, change: 1 | -1): void {
+    this.#requestCallsTotal += change;
+    const waiting = (this.#requestCalls.get(owner) ?? 0) + change;
+    if (waiting) this.#requestCalls.set(owner, waiting);
+    else this.#requestCalls.delete(owner);
+  }
+
+  /**
+   * The paths of a service's items, from an Introspect walk level by level,
+   * within the scan's budget: one failed call ends the walk.
+   */
+  async #introspectItems(owner: string): Promise<string[]> {
+    const items: string[] = [];
+    let level = ["/"];
+    let calls = 0;
+    for (let depth = 0; level.length > 0; depth++) {
+      calls += level.length;
+      if (depth > MAX_INTROSPECT_DEPTH || calls > MAX_INTROSPECT_CALLS) {
+        throw new CallError(
+          "Budget",
+          `the Introspect tree is over ${MAX_INTROSPECT_DEPTH} levels or ` +
+            `${MAX_INTROSPECT_CALLS} objects deep`,
+        );
+      }
+      const xmls: string[] = [];
+      await eachLimited(level, async (path, i) => {
+        const reply = await this.#call(
+          owner,
+          path,
+          "org.freedesktop.DBus.Introspectable",
+          "Introspect",
+        );
+        xmls[i] = reply.message.signature === "s" ? reply.message.body.string() : "";
+      });
+      level = level.flatMap((path, i) => {
+        if (path !== "/" && xmls[i].includes(`"${BUS_ITEM}"`)) items.push(path);
+        const children = [...xmls[i].matchAll(/<node\s+name="([^"/]+)"/g)];
+        // A child that cannot be in an object path cannot be called either.
+        return children.map((m) => (path === "/" ? "/" : path + "/") + m[1]).filter(isObjectPath);
+      });
+    }
+    return items;
   }
 
   #call(
@@ -307,7 +430,7 @@ export class VictronBus {
       const errorName = message.errorName ?? "org.freedesktop.DBus.Error.Failed";
       let text = errorName;
       try {
-        if (message.signature.startsWith("s")) text = message.body.string();
+        if (message.signature.startsWith("s")) text = shown(message.body.string());
       } catch { /* the name says enough */ }
       call.reject(new CallError(errorName, text));
       return;
@@ -329,8 +452,10 @@ export class VictronBus {
       return;
     }
     if (message.interface !== BUS_ITEM) return;
-    const changed: ItemSink = (path, json, limits) =>
-      this.handlers.itemChanged(sender, path, json, limits, seq);
+    const changed: ItemSink = (path, json, limits) => {
+      if (isItemPath(path)) this.handlers.itemChanged(sender, path, json, limits, seq);
+      else this.debug(`${sender}: passed over item ${shown(path)}: not an item path`);
+    };
     if (member === "PropertiesChanged" && message.signature === "a{sv}" && message.path) {
       readItem(body, message.path, changed);
     } else if (member === "ItemsChanged" && message.signature === "a{sa{sv}}") {
@@ -371,12 +496,29 @@ function readItem(body: BodyReader, path: string, sink: ItemSink): void {
     else if (slot >= 0) (limit ??= [])[slot] = body.variantJson(0);
     else body.skip(VARIANT);
   }
-  if (value === undefined || !path.startsWith("/")) return;
+  if (value === undefined) return;
   if (!limit) return sink(path, value, undefined);
   const members = LIMIT_KEYS.flatMap((key, i) =>
     limit[i] === undefined ? [] : [`"${key.toLowerCase()}": ${limit[i]}`]
   );
   sink(path, value, members.join(", "));
+}
+
+/** `call` for every item, CALLS_AT_ONCE at a time; the first failure ends it (no more calls). */
+async function eachLimited<T>(items: T[], call: (item: T, i: number) => Promise<void>) {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      try {
+        await call(items[i], i);
+      } catch (error) {
+        next = items.length;
+        throw error;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(CALLS_AT_ONCE, items.length) }, worker));
 }
 
 /** Errors that mean "this service is older, try the next way to scan it". */

@@ -34,9 +34,16 @@ export type SimValue = Variant | number | string | boolean | null;
 
 /**
  * How the root object answers: Victron's services changed over the years;
- * "BrokenGetItems" answers GetItems with the wrong type (and GetValue on "/" right).
+ * "BrokenGetItems" answers GetItems with the wrong type (and GetValue on "/" right);
+ * "EndlessIntrospect" is a buggy service: no GetItems, no GetValue, and every
+ * object introspects with two children, without end.
  */
-export type RootStyle = "GetItems" | "GetValue" | "Introspect" | "BrokenGetItems";
+export type RootStyle =
+  | "GetItems"
+  | "GetValue"
+  | "Introspect"
+  | "BrokenGetItems"
+  | "EndlessIntrospect";
 
 export interface ServiceSpec {
   name: string;
@@ -46,6 +53,8 @@ export interface ServiceSpec {
   readOnly?: string[];
   /** Limits of some items, as Victron's settings service gives them. */
   limits?: Record<string, Limits>;
+  /** A buggy service: SetValue answers with a D-Bus error of this text. */
+  writeError?: string;
 }
 
 export type Limits = Partial<Record<"Min" | "Max" | "Default", SimValue>>;
@@ -65,6 +74,7 @@ export class SimService {
   readonly calls: string[] = [];
   readonly style: RootStyle;
   readonly #readOnly: Set<string>;
+  readonly #writeError: string | undefined;
   /**
    * Answer GetItems with the bytes of the last answer until set() or
    * setMany() changes a value (values changed through `items` directly are
@@ -85,6 +95,7 @@ export class SimService {
   private constructor(readonly name: string, readonly bus: MessageBus, spec: ServiceSpec) {
     this.style = spec.style ?? "GetItems";
     this.#readOnly = new Set(spec.readOnly ?? []);
+    this.#writeError = spec.writeError;
     for (const [path, value] of Object.entries(spec.items)) this.items.set(path, asVariant(value));
     for (const [path, limits] of Object.entries(spec.limits ?? {})) {
       this.limits.set(path, limitVariants(limits));
@@ -241,6 +252,7 @@ export class SimService {
     if (member === "Introspect") {
       return Message.newMethodReturn(message, "s", [this.#introspect(path)]);
     }
+    if (this.style === "EndlessIntrospect") return undefined;
     if (message.interface && message.interface !== BUS_ITEM) return undefined;
     if (path === "/") {
       if (member === "GetItems" && this.style === "BrokenGetItems") {
@@ -272,6 +284,9 @@ export class SimService {
       case "SetValue": {
         const written = message.body[0] as Variant;
         this.writes.push({ path, value: written });
+        if (this.#writeError !== undefined) {
+          return Message.newError(message as never, "com.victronenergy.Error", this.#writeError);
+        }
         if (this.#readOnly.has(path)) return Message.newMethodReturn(message, "i", [1]);
         this.set(path, written);
         return Message.newMethodReturn(message, "i", [0]);
@@ -282,7 +297,7 @@ export class SimService {
 
   #introspect(path: string): string {
     const prefix = path === "/" ? "/" : path + "/";
-    const children = new Set<string>();
+    const children = new Set<string>(this.style === "EndlessIntrospect" ? ["a", "b"] : []);
     for (const p of this.items.keys()) {
       if (p.startsWith(prefix)) children.add(p.slice(prefix.length).split("/")[0]);
     }

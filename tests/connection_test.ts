@@ -1,6 +1,8 @@
 /** Integration: the broker restarting, the bus going away, the command line. */
 import { deepStrictEqual, strictEqual } from "node:assert";
 import dbus from "dbus-next";
+import { createServer } from "node:net";
+import { DbusConnection } from "../lib/dbus_connection.ts";
 import { startBroker } from "./support/broker.ts";
 import { BridgeProcess } from "./support/bridge.ts";
 import { PORTAL_ID, PV, pvInverter, sleep, withGx } from "./support/gx.ts";
@@ -133,4 +135,40 @@ Deno.test("a login the broker refuses is logged, without the password", async ()
       await bridge.stop();
     }
   });
+});
+
+Deno.test("over tcp, a bus behind a forwarder takes EXTERNAL without an identity", async () => {
+  // Like a GX's system bus reached through socat: the daemon sees socat's
+  // credentials (root), so our own uid is refused, and so is ANONYMOUS.
+  const heard: string[] = [];
+  const server = createServer((socket) => {
+    let buffered = "";
+    socket.on("data", (chunk) => {
+      buffered += chunk.toString("latin1").replace(/^\0/, "");
+      for (let end; (end = buffered.indexOf("\r\n")) >= 0; buffered = buffered.slice(end + 2)) {
+        const line = buffered.slice(0, end);
+        heard.push(line.replace(/ [0-9a-f]+$/, " <hex>"));
+        if (line === "AUTH EXTERNAL") socket.write("DATA\r\n");
+        else if (line === "DATA") socket.write("OK 0123456789abcdef0123456789abcdef\r\n");
+        else if (line.startsWith("AUTH ")) socket.write("REJECTED EXTERNAL\r\n");
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  const connection = await DbusConnection.open(`tcp:host=127.0.0.1,port=${port}`, {
+    message() {},
+    malformed() {},
+    closed() {},
+  });
+  while (!heard.includes("BEGIN")) await sleep(10);
+  connection.close();
+  await new Promise((resolve) => server.close(resolve));
+  deepStrictEqual(heard, [
+    "AUTH EXTERNAL <hex>",
+    "AUTH ANONYMOUS <hex>",
+    "AUTH EXTERNAL",
+    "DATA",
+    "BEGIN",
+  ]);
 });

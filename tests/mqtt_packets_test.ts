@@ -23,6 +23,10 @@ function parse(bytes: Uint8Array): Publish[] {
   return packets;
 }
 
+const unexpected = (message: Publish, why: string) => {
+  throw new Error(`${message.topic} refused: ${why}`);
+};
+
 Deno.test("PUBLISH packets of every length class read back as written", () => {
   const messages: Publish[] = [
     { topic: "N/abc/battery/0/Soc", payload: '{"value": 58.2}', retain: true },
@@ -32,6 +36,6 @@ Deno.test("PUBLISH packets of every length class read back as written", () => {
     { topic: "N/abc/x/0/Long", payload: "x".repeat(20_000), retain: false },
     { topic: "N/abc/x/0/Longer", payload: "y".repeat(3_000_000), retain: true },
   ];
-  deepStrictEqual(parse(encodePublishes(messages)), messages);
-  deepStrictEqual(parse(encodePublishes([])), []);
+  deepStrictEqual(parse(encodePublishes(messages, unexpected)), messages);
+  deepStrictEqual(parse(encodePublishes([], unexpected)), []);
 });

@@ -33,11 +33,11 @@ export class BridgeProcess {
     return this.#process.status;
   }
 
-  /** Waits for a log line matching `pattern`, returns it. */
-  async waitForLine(pattern: RegExp, timeoutMs = 10_000): Promise<string> {
+  /** Waits for a log line matching `pattern` (from line number `from` on), returns it. */
+  async waitForLine(pattern: RegExp, timeoutMs = 10_000, from = 0): Promise<string> {
     const end = Date.now() + timeoutMs;
     for (;;) {
-      const line = this.lines.find((l) => pattern.test(l));
+      const line = this.lines.slice(from).find((l) => pattern.test(l));
       if (line) return line;
       if (Date.now() > end) {
         throw new Error(`no log line ${pattern}; got:\n${this.lines.join("\n")}`);
