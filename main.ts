@@ -91,14 +91,22 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
 
   let bus: VictronBus;
   try {
-    bus = await VictronBus.connect(options.dbusAddress, {
-      itemChanged,
-      ownerChanged,
-      lost(error) {
-        log.error("dbus", `lost the bus (${error.message}); exiting so the supervisor restarts us`);
-        exit(1);
+    bus = await VictronBus.connect(
+      options.dbusAddress,
+      {
+        itemChanged,
+        ownerChanged,
+        lost(error) {
+          log.error(
+            "dbus",
+            `lost the bus (${error.message}); exiting so the supervisor restarts us`,
+          );
+          exit(1);
+        },
       },
-    }, (message) => log.debug("dbus", message));
+      (message) => log.debug("dbus", message),
+      options.maxDelayMs,
+    );
   } catch (error) {
     log.error("dbus", `cannot connect to ${options.dbusName}: ${(error as Error).message}`);
     return 1;

@@ -24,6 +24,8 @@ export interface ConnectionHandlers {
   malformed(error: Error): void;
   /** The connection ended or broke; nothing more comes. */
   closed(error: Error): void;
+  /** Calls wait for their answers: the bus is read at once (see ReadPacer). */
+  awaitingAnswers(): boolean;
 }
 
 /** Where `unix:path=...`, `unix:abstract=...` or `tcp:host=...,port=...` points. */
@@ -48,6 +50,7 @@ export function socketOptions(address: string): net.NetConnectOpts {
 export class DbusConnection {
   #serial = 0;
   #closed = false;
+  #pacer: ReadPacer | undefined;
 
   private constructor(private readonly socket: net.Socket) {}
 
@@ -60,7 +63,11 @@ export class DbusConnection {
    * allows ANONYMOUS says OK to an empty EXTERNAL, then drops the connection
    * (measured with dbus-daemon 1.14).
    */
-  static async open(address: string, handlers: ConnectionHandlers): Promise<DbusConnection> {
+  static async open(
+    address: string,
+    handlers: ConnectionHandlers,
+    maxDelayMs = 0,
+  ): Promise<DbusConnection> {
     const tcp = address.startsWith("tcp:");
     const socket = net.createConnection(socketOptions(address));
     socket.setNoDelay?.(true);
@@ -100,7 +107,7 @@ export class DbusConnection {
       clearTimeout(timer);
     }
     const connection = new DbusConnection(socket);
-    connection.#receive(lines.stop(), handlers);
+    connection.#receive(lines.stop(), handlers, maxDelayMs);
     return connection;
   }
 
@@ -108,6 +115,7 @@ export class DbusConnection {
   call(call: Omit<OutgoingMessage, "serial" | "type">): number {
     const serial = ++this.#serial;
     if (!this.#closed) this.socket.write(encodeMessage({ ...call, serial }));
+    this.#pacer?.wake();
     return serial;
   }
 
@@ -116,8 +124,12 @@ export class DbusConnection {
     this.socket.destroy();
   }
 
-  #receive(first: Buffer, handlers: ConnectionHandlers): void {
+  #receive(first: Buffer, handlers: ConnectionHandlers, maxDelayMs: number): void {
     const framer = new MessageFramer();
+    const pacer = maxDelayMs > 0
+      ? new ReadPacer(this.socket, maxDelayMs, handlers.awaitingAnswers)
+      : undefined;
+    this.#pacer = pacer;
     const closed = (error: Error) => {
       if (this.#closed) return;
       this.#closed = true;
@@ -141,6 +153,7 @@ export class DbusConnection {
         }
         handlers.message(message);
       }
+      pacer?.afterRead(chunk.length, messages.length);
     };
     this.socket.on("data", take);
     this.socket.on("end", () => closed(new Error("connection closed by the bus")));
@@ -151,6 +164,75 @@ export class DbusConnection {
 }
 
 const hex = (text: string) => Buffer.from(text).toString("hex");
+
+/**
+ * The latency budget on the bus side (--max-delay): a busy bus is read at
+ * most once per `maxDelayMs`, everything queued at once. Each wake-up costs
+ * far more than the bridge's work on a message (see README "Performance"),
+ * and on a GX every change is a message of its own. After a read the socket
+ * rests, not reading, so that messages arriving meanwhile wake nobody; then
+ * it reads again, and if nothing came it waits as usual: the first message
+ * after a quiet spell is read at once.
+ *
+ * A rest must not outgrow the socket: the kernel holds only ~185 messages
+ * written one by one (each takes ~1 KB of the daemon's 208 KB send buffer),
+ * and beyond that they wait in dbus-daemon, which then falls behind (measured
+ * at 10,000/s). So each rest is cut to what should bring a turn's worth
+ * (TURN_MESSAGES or TURN_BYTES) at the rate the last read saw.
+ *
+ * Answers are never held: it does not rest while a call waits for one, and a
+ * call made while it rests wakes it.
+ */
+class ReadPacer {
+  #resting = false;
+  #restScheduled = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** What this turn of the event loop read. */
+  #bytes = 0;
+  #messages = 0;
+  /** When the last turn that read ended: what this one read came since. */
+  #since = performance.now();
+
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly maxDelayMs: number,
+    private readonly awaitingAnswers: () => boolean,
+  ) {}
+
+  afterRead(bytes: number, messages: number): void {
+    this.#bytes += bytes;
+    this.#messages += messages;
+    if (this.#resting || this.#restScheduled) return;
+    this.#restScheduled = true;
+    // After this turn of the event loop, which reads what the socket holds.
+    setImmediate(() => this.#rest());
+  }
+
+  wake(): void {
+    if (!this.#resting) return;
+    clearTimeout(this.#timer);
+    this.#resting = false;
+    this.socket.resume();
+  }
+
+  #rest(): void {
+    this.#restScheduled = false;
+    const now = performance.now();
+    // How full this turn was; the rest that brings a full one at this rate.
+    const fill = Math.max(this.#messages / TURN_MESSAGES, this.#bytes / TURN_BYTES);
+    const restMs = Math.min(this.maxDelayMs, (now - this.#since) / fill);
+    this.#bytes = this.#messages = 0;
+    this.#since = now;
+    if (this.#resting || restMs < 1 || this.awaitingAnswers()) return;
+    this.#resting = true;
+    this.socket.pause();
+    this.#timer = setTimeout(() => this.wake(), restMs);
+  }
+}
+
+/** A turn's worth of reading: well within what the kernel holds for us. */
+const TURN_MESSAGES = 64;
+const TURN_BYTES = 64 * 1024;
 
 /** Reads the authentication's text lines; `stop` hands over the bytes after them. */
 function lineReader(socket: net.Socket) {

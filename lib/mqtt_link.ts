@@ -15,8 +15,20 @@ import { encodePublishes, type Publish } from "./mqtt_packets.ts";
 import { shown } from "./log.ts";
 import type { BrokerOptions } from "./options.ts";
 
-/** A busy bridge writes to the broker at most this often, many messages a time. */
+/**
+ * A busy bridge writes to the broker at most this often, many messages a
+ * time. The latency budget (--max-delay) paces the bus side only: each read
+ * of the bus is then followed by one write, in the same wake-up. Pacing the
+ * writes too cost a wake-up of its own and added its wait to the bus side's
+ * (measured: p99 90 instead of 55 ms at 50 ms, and more CPU).
+ */
 const FLUSH_MS = 5;
+/**
+ * Events (never coalesced) that may wait for a broker that is behind; the
+ * oldest go beyond that, so that a keep-alive flood into a stalled broker
+ * cannot take the bridge's memory. A full republish sends up to 10,000 echoes.
+ */
+const MAX_WAITING_EVENTS = 20_000;
 /** Reconnect attempts start this often and back off to the maximum. */
 const RECONNECT_MS = 1000;
 const MAX_RECONNECT_MS = 8000;
@@ -49,6 +61,9 @@ export class MqttLink {
   /** Coalesced messages by topic; others by a number of their own, in order. */
   readonly #queue = new Map<string | number, Publish>();
   #uncoalesced = 0;
+  /** The number of the oldest event that may still wait. */
+  #oldestEvent = 1;
+  #droppedEvents = 0;
   #flushScheduled = false;
   #lastFlush = -Infinity;
   #wasConnected = false;
@@ -99,6 +114,10 @@ export class MqttLink {
   publish(topic: string, payload: string, retain: boolean, coalesce = true): void {
     if (!this.#client.connected) return;
     this.#queue.set(coalesce ? topic : ++this.#uncoalesced, { topic, payload, retain });
+    if (this.#uncoalesced - this.#oldestEvent >= MAX_WAITING_EVENTS) {
+      this.#queue.delete(this.#oldestEvent++);
+      this.#droppedEvents++;
+    }
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       // After a quiet spell at once; when busy, at most one write every FLUSH_MS.
@@ -116,7 +135,7 @@ export class MqttLink {
   #flush(): void {
     this.#flushScheduled = false;
     if (!this.#client.connected) {
-      this.#queue.clear();
+      this.#clear();
       return;
     }
     if (this.#queue.size === 0) return;
@@ -133,14 +152,26 @@ export class MqttLink {
     stream.write(encodePublishes([...this.#queue.values()], (message, why) => {
       this.handlers.problem(`not published: ${shown(message.topic)}: ${why}`);
     }));
+    this.#clear();
+    if (this.#droppedEvents > 0) {
+      this.handlers.problem(
+        `the broker fell behind: ${this.#droppedEvents} events (heartbeats, ` +
+          `full_publish_completed) dropped, oldest first`,
+      );
+      this.#droppedEvents = 0;
+    }
+  }
+
+  #clear(): void {
     this.#queue.clear();
+    this.#oldestEvent = this.#uncoalesced + 1;
   }
 
   #onConnect(): void {
     this.#wasConnected = true;
     // What waited for the old socket is dropped: the bridge publishes anew now.
     this.#flushScheduled = false;
-    this.#queue.clear();
+    this.#clear();
     this.#client.options.reconnectPeriod = RECONNECT_MS;
     this.#client.subscribe(this.subscriptions, { qos: 0 }, (error) => {
       if (error) this.handlers.problem(`subscribe failed: ${error.message}`);

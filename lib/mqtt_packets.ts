@@ -19,6 +19,8 @@ const utf8 = new TextEncoder();
 /** MQTT's limits: a topic's length field has 2 bytes, a packet's "remaining length" 4 x 7 bits. */
 const MAX_TOPIC_BYTES = 0xffff;
 const MAX_REMAINING_LENGTH = 0xfffffff;
+/** Mosquitto drops the connection of a client that publishes a topic deeper than this. */
+const MAX_TOPIC_LEVELS = 200;
 /**
  * What brokers refuse in a topic name, closing the connection (Mosquitto
  * does): wildcards, control characters (NUL among them), noncharacters, and
@@ -30,6 +32,9 @@ const PLAIN_TOPIC = /^[\x20-\x22\x24-\x2a\x2c-\x7e]+$/;
 
 /** Why a broker would refuse this topic name, or undefined when it is fine. */
 export function topicProblem(topic: string): string | undefined {
+  if (topic.length >= MAX_TOPIC_LEVELS && topic.split("/").length > MAX_TOPIC_LEVELS) {
+    return `over ${MAX_TOPIC_LEVELS} topic levels`;
+  }
   if (PLAIN_TOPIC.test(topic)) return undefined;
   if (topic === "") return "an empty topic";
   const bad = FORBIDDEN_IN_TOPIC.exec(topic)?.[0];

@@ -8,10 +8,12 @@ import { isObjectPath } from "./dbus_wire.ts";
 export const SERVICE_PREFIX = "com.victronenergy.";
 
 /**
- * Longest item path served: real ones are under 100 characters, and this
- * keeps every topic far below MQTT's limit of 65,535 bytes.
+ * Longest and deepest item path served: real ones are under 100 characters
+ * and 10 levels; this keeps every topic far below MQTT's limit of 65,535
+ * bytes and Mosquitto's of 200 levels.
  */
 const MAX_ITEM_PATH = 1024;
+const MAX_ITEM_PATH_LEVELS = 64;
 
 /**
  * Whether a path a service lists can be an item: a D-Bus object path (other
@@ -19,7 +21,8 @@ const MAX_ITEM_PATH = 1024;
  * topic levels; "/Dash-Path" or "/a#b" is neither.
  */
 export function isItemPath(path: string): boolean {
-  return path.length <= MAX_ITEM_PATH && path !== "/" && isObjectPath(path);
+  return path.length <= MAX_ITEM_PATH && path !== "/" && isObjectPath(path) &&
+    path.split("/").length <= MAX_ITEM_PATH_LEVELS + 1;
 }
 
 /** A portal id fills one topic level: letters, digits, "-" and "_". */

@@ -115,7 +115,9 @@ export function payload(json: string, extra = ""): string {
 
 /**
  * A JSON document parsed so that the literal's kind survives: integer
- * literals become BigInt, float literals (with "." or an exponent) number.
+ * literals become BigInt, float literals (with "." or an exponent) number;
+ * objects become Maps, which keep their keys in order ("2" before "1") and
+ * "__proto__" an ordinary key.
  */
 export type TypedJson =
   | null
@@ -124,7 +126,7 @@ export type TypedJson =
   | bigint
   | number
   | TypedJson[]
-  | { [key: string]: TypedJson };
+  | Map<string, TypedJson>;
 
 const MAX_DEPTH = 64;
 
@@ -178,9 +180,8 @@ class TypedJsonParser {
     this.#at++;
   }
 
-  #object(depth: number): { [key: string]: TypedJson } {
-    // A null prototype keeps a "__proto__" key an ordinary key.
-    const result: { [key: string]: TypedJson } = Object.create(null);
+  #object(depth: number): Map<string, TypedJson> {
+    const result = new Map<string, TypedJson>();
     this.#at++;
     this.#space();
     if (this.text[this.#at] === "}") {
@@ -192,7 +193,7 @@ class TypedJsonParser {
       if (this.text[this.#at] !== '"') this.fail("expected a key");
       const key = this.#string();
       this.#expect(":");
-      result[key] = this.value(depth + 1);
+      result.set(key, this.value(depth + 1));
       this.#space();
       const c = this.text[this.#at++];
       if (c === "}") return result;
@@ -230,7 +231,13 @@ class TypedJsonParser {
     const match = NUMBER.exec(this.text);
     if (!match) this.fail("bad number");
     this.#at += match[0].length;
-    return match[1] || match[2] ? Number(match[0]) : BigInt(match[0]);
+    if (!match[1] && !match[2]) return BigInt(match[0]);
+    const number = Number(match[0]);
+    // A double would carry another number: 0 for 1e-400 (1e999 is refused as infinite later).
+    if (number === 0 && /[1-9]/.test(match[0].split(/[eE]/)[0])) {
+      throw new RangeError(`the number ${shown(match[0], 40)} is too small for a double`);
+    }
+    return number;
   }
 }
 
@@ -277,9 +284,7 @@ export function toVariant(value: TypedJson): Variant {
     // An empty `ai` would read as "invalid", so an empty list goes out as `au`.
     return value.length === 0 ? variant("au", []) : variant("av", value.map(toVariant));
   }
-  const dict: Record<string, Variant> = {};
-  for (const [k, v] of Object.entries(value)) dict[k] = toVariant(v);
-  return variant("a{sv}", dict);
+  return variant("a{sv}", new Map([...value].map(([k, v]) => [k, toVariant(v)])));
 }
 
 /**
@@ -288,11 +293,8 @@ export function toVariant(value: TypedJson): Variant {
  */
 export function writePayloadToVariant(text: string): Variant {
   const parsed = parseTypedJson(text);
-  if (
-    parsed === null || typeof parsed !== "object" || Array.isArray(parsed) ||
-    !Object.hasOwn(parsed, "value")
-  ) {
+  if (!(parsed instanceof Map) || !parsed.has("value")) {
     throw new SyntaxError('payload must be a JSON object like {"value": 1}');
   }
-  return toVariant(parsed.value);
+  return toVariant(parsed.get("value")!);
 }

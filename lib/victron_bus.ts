@@ -33,8 +33,11 @@ const MAX_REQUEST_CALLS_PER_SERVICE = 100;
  * replies per connection by default (max_replies_per_connection).
  */
 const CALLS_AT_ONCE = 16;
-/** Sub-tree reads waiting at once, in all; beyond that a read is refused. */
-const MAX_TREE_READS = 100;
+/**
+ * Sub-tree reads waiting at once per service; beyond that a read is refused.
+ * Per service: a hung service must not hold up reads of the others.
+ */
+const MAX_TREE_READS = 10;
 
 /**
  * A scan's budget per service, so that a service that lists without end (or
@@ -126,10 +129,11 @@ interface QueuedRead {
   reject(error: Error): void;
 }
 
-/** A service's sub-tree reads by path: those queued, in order, and those running. */
+/** A service's sub-tree reads: GetValues queued (in order) and running, by path; reads waiting. */
 interface TreeReads {
   queued: Map<string, QueuedRead>;
   running: Map<string, Promise<ReadValue>>;
+  waiting: number;
 }
 
 export interface ScanResult {
@@ -147,8 +151,8 @@ export class VictronBus {
   readonly #requestCalls = new Map<string, number>();
   #requestCallsTotal = 0;
   readonly #treeReads = new Map<string, TreeReads>();
-  #treeReadsWaiting = 0;
-  readonly #sweeper: ReturnType<typeof setInterval>;
+  /** Times out calls; runs only while calls wait, so an idle bridge sleeps. */
+  #sweeper: ReturnType<typeof setInterval> | undefined;
   /** Our own close, not a lost bus. */
   #closing = false;
 
@@ -157,16 +161,14 @@ export class VictronBus {
   private constructor(
     private readonly handlers: BusHandlers,
     private readonly debug: (message: string) => void,
-  ) {
-    // One sweep for every call's timeout: cheaper than a timer per call.
-    this.#sweeper = setInterval(() => this.#expireCalls(), 250);
-  }
+  ) {}
 
   /** Connects and subscribes to the signals, before anything is scanned. */
   static async connect(
     address: string,
     handlers: BusHandlers,
     debug: (message: string) => void,
+    maxDelayMs = 0,
   ): Promise<VictronBus> {
     const victronBus = new VictronBus(handlers, debug);
     try {
@@ -174,7 +176,8 @@ export class VictronBus {
         message: (message) => victronBus.#receive(message),
         malformed: (error) => debug(`ignored an unreadable message: ${error.message}`),
         closed: (error) => victronBus.#closing || handlers.lost(error),
-      });
+        awaitingAnswers: () => victronBus.#pending.size > 0,
+      }, maxDelayMs);
       // The bus takes them in order: no need to wait for one answer before the next call.
       await Promise.all([
         victronBus.#call(DBUS, "/org/freedesktop/DBus", DBUS, "Hello"),
@@ -273,16 +276,31 @@ export class VictronBus {
    * wait already.
    */
   readTree(owner: string, paths: string[]): Promise<ReadValue>[] {
-    if (this.#treeReadsWaiting >= MAX_TREE_READS) {
-      throw new CallError("Busy", `${MAX_TREE_READS} sub-tree reads are waiting already; dropped`);
-    }
-    this.#treeReadsWaiting++;
     let reads = this.#treeReads.get(owner);
-    if (!reads) this.#treeReads.set(owner, reads = { queued: new Map(), running: new Map() });
+    if (!reads) {
+      this.#treeReads.set(owner, reads = { queued: new Map(), running: new Map(), waiting: 0 });
+    }
+    if (reads.waiting >= MAX_TREE_READS) {
+      throw new CallError(
+        "Busy",
+        `${MAX_TREE_READS} sub-tree reads of this service are waiting already; dropped`,
+      );
+    }
+    reads.waiting++;
     const values = paths.map((path) => reads.running.get(path) ?? this.#queue(reads, path));
     this.#startTreeReads(owner, reads);
-    Promise.allSettled(values).then(() => this.#treeReadsWaiting--);
+    Promise.allSettled(values).then(() => {
+      reads.waiting--;
+      this.#forgetTreeReads(owner, reads);
+    });
     return values;
+  }
+
+  /** A service's entry goes once nothing of it waits. */
+  #forgetTreeReads(owner: string, reads: TreeReads): void {
+    if (reads.waiting + reads.running.size + reads.queued.size === 0) {
+      this.#treeReads.delete(owner);
+    }
   }
 
   #queue(reads: TreeReads, path: string): Promise<ReadValue> {
@@ -307,8 +325,8 @@ export class VictronBus {
       this.getValue(owner, path).then(queued.resolve, queued.reject).finally(() => {
         this.#countRequestCall(owner, -1);
         reads.running.delete(path);
-        if (reads.running.size + reads.queued.size === 0) this.#treeReads.delete(owner);
-        else this.#startTreeReads(owner, reads);
+        this.#startTreeReads(owner, reads);
+        this.#forgetTreeReads(owner, reads);
       });
     }
   }
@@ -319,10 +337,12 @@ export class VictronBus {
       owner,
       () => this.#call(owner, path, BUS_ITEM, "SetValue", "v", [value]),
     );
-    const answer = reply.message.signature === "i"
-      ? reply.message.body.value(parseSignature("i"))
-      : NaN;
-    return Number(answer);
+    const signature = reply.message.signature;
+    // Victron's services answer an int32; a service of another maker any integer.
+    if (signature.length !== 1 || !"ynqiuxt".includes(signature)) {
+      throw new CallError("Malformed", `SetValue answered '${signature}', not a number`);
+    }
+    return Number(reply.message.body.value(parseSignature(signature)));
   }
 
   /** A call for a request, refused when too many wait for answers already. */
@@ -405,6 +425,8 @@ export class VictronBus {
       body,
     });
     this.debug(`call ${destination} ${path} ${member}`);
+    // One sweep for every call's timeout: cheaper than a timer per call.
+    this.#sweeper ??= setInterval(() => this.#expireCalls(), 250);
     return new Promise((resolve, reject) => {
       this.#pending.set(serial, { resolve, reject, deadline: Date.now() + CALL_TIMEOUT_MS });
     });
@@ -417,6 +439,10 @@ export class VictronBus {
         this.#pending.delete(serial);
         call.reject(new CallError("Timeout", `no answer within ${CALL_TIMEOUT_MS / 1000} s`));
       }
+    }
+    if (this.#pending.size === 0) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
     }
   }
 
@@ -446,6 +472,8 @@ export class VictronBus {
   #signal(message: Message, seq: number): void {
     const { member, body, sender = "" } = message;
     if (member === "NameOwnerChanged" && message.interface === DBUS) {
+      // Only the bus's own: anyone may send a signal of that name to us directly.
+      if (sender !== DBUS) return;
       if (message.signature !== "sss") return;
       const [name, oldOwner, newOwner] = [body.string(), body.string(), body.string()];
       if (name.startsWith(SERVICE_PREFIX)) this.handlers.ownerChanged(name, oldOwner, newOwner);

@@ -20,12 +20,17 @@
  *   time, so a subscriber (in a thread of its own, scripts/bench_latency.ts)
  *   measures latency; every path's last value must
  *   arrive (dropping intermediate values is allowed and reported);
- * - the bridge's CPU time (user+system, /proc) per 1,000 changes, its peak RSS and its RSS
- *   at the end (the peak comes from the start, where the first full publish meets the scan).
+ * - steady load, the regime of a GX's bus: single-path changes spread evenly
+ *   (--steady, per second), each its own D-Bus message sent as it becomes due,
+ *   for --steady-seconds each, with one subscriber keeping the bridge alive;
+ *   then, with a bridge started afresh that nobody keeps alive, asleep;
+ * - the bridge's CPU time (user+system, /proc) per 1,000
+ *   changes (bursts) or per second (steady), its peak RSS and its RSS at the end (the peak
+ *   comes from the start, where the first full publish meets the scan).
  */
 import dbus from "dbus-next";
 import mqtt from "mqtt";
-import { GxSim, type ServiceSpec, type SimService } from "./gx_sim.ts";
+import { GxSim, type ServiceSpec } from "./gx_sim.ts";
 import { flag, flags } from "./args.ts";
 import { cpuMs, rssMb } from "./proc_stats.ts";
 import { BridgeProcess } from "../tests/support/bridge.ts";
@@ -41,6 +46,8 @@ interface Load {
   /** Changed values per second. */
   rate: number;
   batch: boolean;
+  /** Spread evenly, each change sent as it becomes due (else in ticks, see --tick). */
+  steady?: boolean;
 }
 
 interface LoadResult {
@@ -52,6 +59,13 @@ interface LoadResult {
   p50Ms: number;
   p99Ms: number;
   cpuMsPer1k: number;
+  cpuMsPerS: number;
+}
+
+/** CPU of a bridge nobody keeps alive, with nothing changing and at a steady rate. */
+interface AsleepResult {
+  rate: number;
+  cpuMsPerS: number;
 }
 
 interface BridgeResult {
@@ -61,6 +75,8 @@ interface BridgeResult {
   startS: number;
   fullPublishS: number;
   loads: LoadResult[];
+  steady: LoadResult[];
+  asleep: AsleepResult[];
   peakRssMb: number;
   endRssMb: number;
 }
@@ -89,6 +105,17 @@ const only = flag("loads", "").split(",").filter(Boolean);
 const chosenLoads = only.length
   ? LOADS.filter((l) => only.some((o) => l.name.startsWith(o)))
   : LOADS;
+/** Steady rates (changes per second; 0 = alive but idle) and how long each runs. */
+const steadyRates = flag("steady", "0,50,200,500,2000").split(",").filter(Boolean).map(Number);
+const steadySeconds = Number(flag("steady-seconds", "10"));
+const STEADY: Load[] = steadyRates.map((rate) => ({
+  name: `${rate}/s steady`,
+  rate,
+  batch: false,
+  steady: true,
+}));
+/** Asleep: nothing changing, and this rate. */
+const ASLEEP_RATES = [0, 200];
 
 /** `deno run <the start task's permissions> main.ts`. */
 function defaultBridge(): string {
@@ -115,6 +142,9 @@ for (const service of sim.services.values()) {
 const simServices = specs.map((spec) => sim.services.get(spec.name)!);
 const total = services * (pathsPer + 1);
 const topicOf = (s: number, p: number) => `N/${PORTAL_ID}/battery/${s}/Bench/Value${p}`;
+/** The next path changeOne changes. */
+let cursor = 0;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The subscriber: latest payload per topic, and a hook per message. */
 const subscriber = await mqtt.connectAsync(broker.url, { clientId: "bench-subscriber" });
@@ -153,6 +183,7 @@ async function measure(command: string): Promise<BridgeResult> {
   const started = performance.now();
   const bridge = spawn(command);
   const { pid } = bridge;
+  let result: BridgeResult;
   const scanned = bridge.waitForLine(/\[start\]/, 60_000).then(
     () => (performance.now() - started) / 1000,
     () => NaN,
@@ -176,33 +207,86 @@ async function measure(command: string): Promise<BridgeResult> {
       5000,
     );
     const loads: LoadResult[] = [];
+    const steady: LoadResult[] = [];
     await ask(probe, { subscribe: probeTopic });
     try {
       for (const load of chosenLoads) {
         await quiet();
         loads.push(await sustain(load, pid));
       }
+      for (const load of STEADY) {
+        await quiet();
+        steady.push(await sustain(load, pid));
+      }
     } finally {
       clearInterval(renew);
       await ask(probe, { unsubscribe: probeTopic });
     }
     const [peakRssMb, endRssMb] = [rssMb(pid, "VmHWM"), rssMb(pid, "VmRSS")];
-    return {
+    result = {
       bridge: command,
       scanS: await scanned,
       startS,
       fullPublishS,
       loads,
+      steady,
+      asleep: [],
       peakRssMb,
       endRssMb,
     };
   } finally {
-    await bridge.stop();
-    const noted = bridge.lines.filter((l) => /^(WARN|ERROR)/.test(l));
-    if (noted.length) {
-      console.error(`bench: the bridge logged ${noted.length} warnings/errors, e.g.:`);
-      for (const line of noted.slice(0, 5)) console.error(`  ${line}`);
+    await stopAndReport(bridge);
+  }
+  // Another process of the same bridge: never two at once (one client id).
+  if (STEADY.length) result.asleep = await measureAsleep(command);
+  return result;
+}
+
+/** A bridge started afresh that nobody keeps alive: idle, then at a steady rate. */
+async function measureAsleep(command: string): Promise<AsleepResult[]> {
+  await clearRetained();
+  const bridge = spawn(command);
+  try {
+    await bridge.waitForLine(/\[start\]/, 60_000);
+    await sleep(1000);
+    const results: AsleepResult[] = [];
+    for (const rate of ASLEEP_RATES) {
+      const cpu0 = cpuMs(bridge.pid);
+      const t0 = performance.now();
+      await sendSteadily(
+        rate,
+        steadySeconds,
+        () => changeOne(performance.timeOrigin + performance.now()),
+      );
+      const elapsed = (performance.now() - t0) / 1000;
+      results.push({ rate, cpuMsPerS: (cpuMs(bridge.pid) - cpu0) / elapsed });
     }
+    return results;
+  } finally {
+    await stopAndReport(bridge);
+  }
+}
+
+async function stopAndReport(bridge: BridgeProcess): Promise<void> {
+  await bridge.stop();
+  const noted = bridge.lines.filter((l) => /^(WARN|ERROR)/.test(l));
+  if (noted.length) {
+    console.error(`bench: the bridge logged ${noted.length} warnings/errors, e.g.:`);
+    for (const line of noted.slice(0, 5)) console.error(`  ${line}`);
+  }
+}
+
+/** Calls `send` `rate` times a second, each as it becomes due, for `seconds`. */
+async function sendSteadily(rate: number, seconds: number, send: () => void): Promise<void> {
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  const gap = 1000 / rate; // Infinity at 0/s
+  for (let due = t0 + gap; performance.now() < end;) {
+    while (performance.now() >= due && due < end) {
+      send();
+      due += gap;
+    }
+    await sleep(Math.max(0, Math.min(due, end) - performance.now()));
   }
 }
 
@@ -226,18 +310,18 @@ async function sustain(load: Load, pid: number): Promise<LoadResult> {
     if (sentAt >= epoch) received++; // else from before this load
   };
   const last = new Map<string, number>();
-  let cursor = 0;
   let batchNo = 0;
-  const next = (): [SimService, number, string] => {
-    const s = cursor % services;
-    const p = Math.floor(cursor / services) % pathsPer;
-    cursor++;
-    return [simServices[s], p, topicOf(s, p)];
-  };
   const cpu0 = cpuMs(pid);
   const t0 = performance.now();
   let sent = 0;
-  while (performance.now() - t0 < seconds * 1000) {
+  if (load.steady) {
+    await sendSteadily(load.rate, steadySeconds, () => {
+      const stamp = performance.timeOrigin + performance.now();
+      last.set(changeOne(stamp), stamp);
+      sent++;
+    });
+  }
+  while (!load.steady && performance.now() - t0 < seconds * 1000) {
     const due = Math.floor(((performance.now() - t0) / 1000) * load.rate);
     while (sent < due) {
       const stamp = performance.timeOrigin + performance.now();
@@ -254,9 +338,7 @@ async function sustain(load: Load, pid: number): Promise<LoadResult> {
         simServices[s].setMany(batch);
         sent += BATCH;
       } else {
-        const [service, p, topic] = next();
-        service.set(`/Bench/Value${p}`, new Variant("d", stamp));
-        last.set(topic, stamp);
+        last.set(changeOne(stamp), stamp);
         sent++;
       }
     }
@@ -269,6 +351,7 @@ async function sustain(load: Load, pid: number): Promise<LoadResult> {
   const arrived = () => [...last].every(([topic, stamp]) => holds(topic, stamp));
   await until(arrived, 15_000, "").catch(() => {});
   const cpu = cpuMs(pid) - cpu0;
+  const cpuSeconds = (performance.now() - t0) / 1000;
   onMessage = () => {};
   const lost = [...last].filter(([topic, stamp]) => !holds(topic, stamp));
   for (const [topic, stamp] of lost.slice(0, 3)) {
@@ -293,8 +376,18 @@ async function sustain(load: Load, pid: number): Promise<LoadResult> {
     lostPaths,
     p50Ms: p50,
     p99Ms: p99,
-    cpuMsPer1k: (cpu / sent) * 1000,
+    cpuMsPer1k: sent ? (cpu / sent) * 1000 : NaN,
+    cpuMsPerS: cpu / cpuSeconds,
   };
+}
+
+/** Changes the next path (round robin over services, then paths) to `stamp`; returns its topic. */
+function changeOne(stamp: number): string {
+  const s = cursor % services;
+  const p = Math.floor(cursor / services) % pathsPer;
+  cursor++;
+  simServices[s].set(`/Bench/Value${p}`, new Variant("d", stamp));
+  return topicOf(s, p);
 }
 
 // ------------------------------------------------------------------ helpers
@@ -349,6 +442,10 @@ async function until(condition: () => boolean, timeoutMs: number, what: string):
 
 function print(results: BridgeResult[]): void {
   const n = (x: number, digits = 1) => Number.isFinite(x) ? x.toFixed(digits) : "-";
+  const row = (cells: (string | number)[], widths: number[]) =>
+    "  " +
+    cells.map((c, i) => i === 0 ? String(c).padEnd(widths[0]) : String(c).padStart(widths[i]))
+      .join(" ");
   for (const r of results) {
     console.log(`\n${r.bridge}`);
     console.log(
@@ -356,22 +453,49 @@ function print(results: BridgeResult[]): void {
         `   full publish: ${n(r.fullPublishS, 2)} s   RSS: peak ${n(r.peakRssMb)}, ` +
         `end ${n(r.endRssMb)} MB`,
     );
-    console.log(
-      "  load                      sent/s  received    lost  p50 ms  p99 ms  CPU ms/1k",
-    );
+    const widths = [24, 7, 9, 7, 7, 7, 10];
+    if (r.loads.length) {
+      console.log(
+        row(["load", "sent/s", "received", "lost", "p50 ms", "p99 ms", "CPU ms/1k"], widths),
+      );
+    }
     for (const l of r.loads) {
       console.log(
-        `  ${l.load.padEnd(24)} ${String(l.sentPerS).padStart(7)} ${
-          String(l.received).padStart(9)
-        } ` +
-          `${String(l.lostPaths).padStart(7)} ${n(l.p50Ms).padStart(7)} ${
-            n(l.p99Ms).padStart(7)
-          } ` +
-          `${n(l.cpuMsPer1k).padStart(10)}`,
+        row(
+          [l.load, l.sentPerS, l.received, l.lostPaths, n(l.p50Ms), n(l.p99Ms), n(l.cpuMsPer1k)],
+          widths,
+        ),
       );
+    }
+    if (r.steady.length) {
+      console.log(
+        row(
+          ["steady, alive", "sent/s", "received", "lost", "p50 ms", "p99 ms", "CPU ms/s"],
+          widths,
+        ),
+      );
+    }
+    for (const l of r.steady) {
+      console.log(
+        row(
+          [l.load, l.sentPerS, l.received, l.lostPaths, n(l.p50Ms), n(l.p99Ms), n(l.cpuMsPerS)],
+          widths,
+        ),
+      );
+    }
+    for (const a of r.asleep) {
+      console.log(row([`${a.rate}/s steady, asleep`, "", "", "", "", "", n(a.cpuMsPerS)], widths));
     }
   }
   console.log(
-    JSON.stringify({ services, paths: pathsPer, seconds, tickMs, broker: broker.kind, results }),
+    JSON.stringify({
+      services,
+      paths: pathsPer,
+      seconds,
+      steadySeconds,
+      tickMs,
+      broker: broker.kind,
+      results,
+    }),
   );
 }

@@ -387,11 +387,11 @@ export function loadCapture(file: string | URL = CAPTURE_FILE): ServiceSpec[] {
   const specs = new Map<string, ServiceSpec>();
   for (const line of readFileSync(file, "utf8").split("\n")) {
     if (!line.trim()) continue;
-    const row = parseTypedJson(line) as Record<string, TypedJson>;
-    const name = row.service as string;
+    const row = parseTypedJson(line) as Map<string, TypedJson>;
+    const name = row.get("service") as string;
     let spec = specs.get(name);
     if (!spec) specs.set(name, spec = { name, items: {} });
-    spec.items[row.path as string] = fromCapture(row.value);
+    spec.items[row.get("path") as string] = fromCapture(row.get("value")!);
   }
   return [...specs.values()];
 }
@@ -412,10 +412,8 @@ function fromCapture(value: TypedJson): Variant {
       return new DbusVariant("av", value.map((v) => captureVariant(v as TypedJson[])));
     }
   }
-  if (
-    value !== null && typeof value === "object" && !Array.isArray(value) && value.type === "Buffer"
-  ) {
-    return new DbusVariant("ay", Buffer.from((value.data as bigint[]).map(Number)));
+  if (value instanceof Map && value.get("type") === "Buffer") {
+    return new DbusVariant("ay", Buffer.from((value.get("data") as bigint[]).map(Number)));
   }
   return toDbusNext(toVariant(value));
 }
@@ -429,7 +427,10 @@ function dbusNextValue(type: SignatureType, value: unknown): unknown {
   const [element] = type.children;
   if (type.code === "v") return toDbusNext(value as Variant);
   if (type.code === "a" && element.code === "{") {
-    const entries = Object.entries(value as Record<string, unknown>);
+    // values.ts makes Maps; dbus-next takes objects.
+    const entries = value instanceof Map
+      ? [...value]
+      : Object.entries(value as Record<string, unknown>);
     return Object.fromEntries(entries.map(([k, x]) => [k, dbusNextValue(element.children[1], x)]));
   }
   if (type.code === "a" && element.code !== "y") {
@@ -461,7 +462,7 @@ function captureDict(entries: TypedJson[]): Record<string, Variant> {
 
 function captureVariant(variant: TypedJson[]): Variant {
   const [signature, [value]] = variant as [TypedJson[], TypedJson[]];
-  const code = (signature[0] as Record<string, TypedJson>).type;
+  const code = (signature[0] as Map<string, TypedJson>).get("type");
   if (code === "d") return new DbusVariant("d", Number(value));
   if (code === "i") return new DbusVariant("i", Number(value));
   return fromCapture(value);

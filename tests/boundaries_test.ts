@@ -5,25 +5,14 @@
  */
 import { deepStrictEqual, strictEqual, throws } from "node:assert";
 import fc from "fast-check";
-import { encodeMessage, isObjectPath } from "../lib/dbus_wire.ts";
+import { isObjectPath } from "../lib/dbus_wire.ts";
 import { WaitingEchoes } from "../lib/keepalive.ts";
 import { createLogger, escapeUnsafe, shown } from "../lib/log.ts";
 import { encodePublishes, type Publish, topicProblem } from "../lib/mqtt_packets.ts";
 import { toInstance } from "../lib/state.ts";
 import { isItemPath } from "../lib/topics.ts";
 import { parseTypedJson, toVariant, type Variant, writePayloadToVariant } from "../lib/values.ts";
-import { dbusNextReads } from "./support/wire.ts";
-
-const setValue = (value: Variant, path = "/A") =>
-  encodeMessage({
-    serial: 1,
-    destination: "com.victronenergy.x",
-    path,
-    interface: "com.victronenergy.BusItem",
-    member: "SetValue",
-    signature: "v",
-    body: [value],
-  });
+import { dbusNextReads, setValueBytes as setValue } from "./support/wire.ts";
 
 const nested = (open: string, inner: string, close: string, n: number) =>
   open.repeat(n) + inner + close.repeat(n);
@@ -83,7 +72,9 @@ Deno.test("numbers D-Bus cannot carry are refused, not rounded", () => {
 });
 
 Deno.test("item paths: D-Bus object paths whose levels are topic levels, of a sane length", () => {
-  for (const path of ["/Ac/Power", "/Settings/CGwacs/AcPowerSetPoint", "/_1/a_b"]) {
+  for (
+    const path of ["/Ac/Power", "/Settings/CGwacs/AcPowerSetPoint", "/_1/a_b", "/a".repeat(64)]
+  ) {
     strictEqual(isItemPath(path), true, path);
   }
   for (
@@ -91,6 +82,7 @@ Deno.test("item paths: D-Bus object paths whose levels are topic levels, of a sa
       "/",
       "",
       "Ac",
+      "/a".repeat(65),
       "/Dash-Path",
       "/Space Path",
       "/a#b",
@@ -138,6 +130,8 @@ Deno.test("the PUBLISH encoder leaves out what a broker would refuse, and says w
   // Only the good packet is written.
   strictEqual(bytes.length, 2 + 2 + good.topic.length + good.payload.length);
   strictEqual(topicProblem("N/id/vebus/276/Ünïcode/😀"), undefined, "other Unicode is fine");
+  strictEqual(topicProblem("N" + "/a".repeat(199)), undefined, "200 levels");
+  strictEqual(topicProblem("N" + "/a".repeat(200)), "over 200 topic levels");
 });
 
 Deno.test("log lines: outside text escaped and cut, so it cannot forge lines or steer a terminal", () => {

@@ -160,6 +160,7 @@ Deno.test("over tcp, a bus behind a forwarder takes EXTERNAL without an identity
     message() {},
     malformed() {},
     closed() {},
+    awaitingAnswers: () => false,
   });
   while (!heard.includes("BEGIN")) await sleep(10);
   connection.close();

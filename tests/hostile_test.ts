@@ -65,12 +65,13 @@ Deno.test("item paths that cannot be object paths or topics are passed over at s
         "/a+b": 4,
         "/new\nline": 5,
         [long]: 6,
+        ["/a".repeat(198)]: 7, // Mosquitto refuses topics over 200 levels
       },
     }],
   }, async (gx) => {
     const level = gx.topic("tank", 3, "/Level");
     await gx.wake(level);
-    await gx.bridge.waitForLine(/tank\.odd: passed over 6 paths that cannot be D-Bus object paths/);
+    await gx.bridge.waitForLine(/tank\.odd: passed over 7 paths that cannot be D-Bus object paths/);
     // Reads of them are refused by the bridge, not sent to D-Bus.
     for (const path of ["/Dash-Path", "/Space Path"]) {
       await gx.client.publish(`R/${PORTAL_ID}/tank/3${path}`);
@@ -233,3 +234,73 @@ Deno.test("two services on one type/instance: when one leaves, the other keeps i
     await gx.assertServing("pvinverter", 20, "/Ac/Power");
   });
 });
+
+Deno.test("a service whose reads hang holds up only its own sub-tree reads", async () => {
+  const hung = "com.victronenergy.tank.hung";
+  const items: Record<string, number> = { "/DeviceInstance": 7 };
+  for (let i = 0; i < 40; i++) items[`/X/Item${i}`] = i;
+  await withGx({
+    services: [pvInverter(), { name: hung, items }, {
+      name: "com.victronenergy.tank.fine",
+      items: { "/DeviceInstance": 8, "/Y/A": 1, "/Y/B": 2 },
+    }],
+  }, async (gx) => {
+    const b = gx.topic("tank", 8, "/Y/B");
+    await gx.wake(b);
+    gx.sim.get(hung).hang.add("GetValue");
+    for (let i = 0; i < 11; i++) await gx.read("tank", 7, "/X");
+    await gx.bridge.waitForLine(/tank\/7\/X: 10 sub-tree reads of this service are waiting/);
+    gx.sim.get("com.victronenergy.tank.fine").items.set("/Y/B", new Variant("i", 3));
+    await gx.read("tank", 8, "/Y");
+    await gx.client.waitFor("the other service's sub-tree read", () => gx.client.value(b) === 3);
+  });
+});
+
+Deno.test("a NameOwnerChanged from anyone but the bus changes nothing", async () => {
+  await withGx({ services: [pvInverter()] }, async (gx) => {
+    const power = gx.topic("pvinverter", 20, "/Ac/Power");
+    await gx.wake(power);
+    const spoofer = gx.sim.get(PV).bus;
+    const bridgeName = await uniqueNameOf(spoofer, gx.bridge.pid);
+    const pvOwner = await call(spoofer, "GetNameOwner", "s", [PV]) as string;
+    spoofer.send(
+      new dbus.Message({
+        type: dbus.MessageType.SIGNAL,
+        destination: bridgeName,
+        path: "/org/freedesktop/DBus",
+        interface: "org.freedesktop.DBus",
+        member: "NameOwnerChanged",
+        signature: "sss",
+        body: [PV, pvOwner, ""],
+      }),
+    );
+    await sleep(500);
+    strictEqual(gx.bridge.lines.some((l) => l.includes("left the bus")), false);
+    strictEqual(gx.client.value(power), 936, "its topics kept");
+    await gx.assertServing("pvinverter", 20, "/Ac/Power");
+  });
+});
+
+type Bus = ReturnType<typeof dbus.sessionBus>;
+
+function call(bus: Bus, member: string, signature = "", body: unknown[] = []): Promise<unknown> {
+  return bus.call(
+    new dbus.Message({
+      destination: "org.freedesktop.DBus",
+      path: "/org/freedesktop/DBus",
+      interface: "org.freedesktop.DBus",
+      member,
+      signature,
+      body,
+    }),
+  ).then((reply) => reply!.body[0]);
+}
+
+/** The unique bus name of the connection the process `pid` made. */
+async function uniqueNameOf(bus: Bus, pid: number): Promise<string> {
+  for (const name of await call(bus, "ListNames") as string[]) {
+    if (!name.startsWith(":")) continue;
+    if (await call(bus, "GetConnectionUnixProcessID", "s", [name]) === pid) return name;
+  }
+  throw new Error(`no bus connection of process ${pid}`);
+}

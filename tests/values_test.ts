@@ -7,7 +7,8 @@ import {
   toVariant,
   writePayloadToVariant,
 } from "../lib/values.ts";
-import { wireJson } from "./support/wire.ts";
+import { decodeMessage } from "../lib/dbus_wire.ts";
+import { setValueBytes, wireJson } from "./support/wire.ts";
 
 const variant = (signature: string, value: unknown) => ({ signature, value });
 const json = (signature: string, value: unknown) => wireJson(variant(signature, value));
@@ -61,13 +62,27 @@ Deno.test("typed JSON keeps integer and float literals apart", () => {
   deepStrictEqual(parseTypedJson("-200"), -200n);
   deepStrictEqual(parseTypedJson("-200.0"), -200);
   deepStrictEqual(parseTypedJson("2e3"), 2000);
-  deepStrictEqual(parseTypedJson('{"value": [1, 1.5, "a", true, null]}'), {
-    __proto__: null,
-    value: [1n, 1.5, "a", true, null],
-  });
-  const proto = parseTypedJson('{"__proto__": 1}') as Record<string, unknown>;
-  strictEqual(Object.getPrototypeOf(proto), null);
-  strictEqual(proto["__proto__"], 1n);
+  deepStrictEqual(
+    parseTypedJson('{"value": [1, 1.5, "a", true, null]}'),
+    new Map([["value", [1n, 1.5, "a", true, null]]]),
+  );
+});
+
+Deno.test("typed JSON objects keep every key as written, in order: __proto__ and numbers too", () => {
+  const dict = writePayloadToVariant('{"value": {"b": 1, "2": 2, "1": 3, "__proto__": {"x": 4}}}');
+  deepStrictEqual([...(dict.value as Map<string, unknown>).keys()], ["b", "2", "1", "__proto__"]);
+  // On the wire, in that order (dbus-next would read them into an object, losing it).
+  strictEqual(
+    decodeMessage(setValueBytes(dict)).body.variantJson(0),
+    '{"b":1,"2":2,"1":3,"__proto__":{"x":4}}',
+  );
+});
+
+Deno.test("a number a double would change is refused: 1e999 and 1e-400, not 0", () => {
+  throws(() => writePayloadToVariant('{"value": 1e-400}'), /too small for a double/);
+  throws(() => writePayloadToVariant('{"value": 1e999}'), /too large for a double/);
+  deepStrictEqual(writePayloadToVariant('{"value": 0e-400}'), { signature: "d", value: 0 });
+  deepStrictEqual(writePayloadToVariant('{"value": 5e-324}'), { signature: "d", value: 5e-324 });
 });
 
 Deno.test("typed JSON rejects garbage, trailing text and deep nesting", () => {
@@ -95,7 +110,7 @@ Deno.test("write payloads get the types the original bridge chose", () => {
   deepStrictEqual((list.value as { signature: string }[]).map((v) => v.signature), ["i", "d"]);
   const dict = writePayloadToVariant('{"value": {"a": "b"}}');
   strictEqual(dict.signature, "a{sv}");
-  strictEqual((dict.value as Record<string, { signature: string }>).a.signature, "s");
+  strictEqual((dict.value as Map<string, { signature: string }>).get("a")!.signature, "s");
 });
 
 Deno.test("write payloads without a value are refused with a reason", () => {

@@ -7,7 +7,7 @@ import dbus from "dbus-next";
 import compat from "dbus-next/lib/marshall-compat.js";
 import message from "dbus-next/lib/message.js";
 import { Buffer } from "node:buffer";
-import { decodeMessage } from "../../lib/dbus_wire.ts";
+import { decodeMessage, encodeMessage } from "../../lib/dbus_wire.ts";
 import type { Variant } from "../../lib/values.ts";
 import { toDbusNext } from "../../scripts/gx_sim.ts";
 
@@ -33,4 +33,17 @@ export function wireJson(variant: Variant): string {
 /** The message dbus-next reads from bytes the bridge wrote (body as plain JS). */
 export function dbusNextReads(bytes: Uint8Array): Record<string, unknown> & { body: unknown[] } {
   return compat.messageToJsFmt(message.unmarshall(Buffer.from(bytes)));
+}
+
+/** The bridge's SetValue call of `value` on `path`, as it would send it. */
+export function setValueBytes(value: Variant, path = "/A"): Uint8Array {
+  return encodeMessage({
+    serial: 1,
+    destination: "com.victronenergy.x",
+    path,
+    interface: "com.victronenergy.BusItem",
+    member: "SetValue",
+    signature: "v",
+    body: [value],
+  });
 }
