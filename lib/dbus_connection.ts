@@ -3,9 +3,10 @@
  * then messages both ways. It reads with one listener for all bytes and cuts
  * messages out of them itself (see dbus_wire.ts for why).
  */
-import net from "node:net";
+import type net from "node:net";
 import process from "node:process";
 import { Buffer } from "node:buffer";
+import { type BusSocket, connectBusSocket, READ_BUFFER_BYTES } from "./bus_socket.ts";
 import {
   decodeMessage,
   encodeMessage,
@@ -52,7 +53,7 @@ export class DbusConnection {
   #closed = false;
   #pacer: ReadPacer | undefined;
 
-  private constructor(private readonly socket: net.Socket) {}
+  private constructor(private readonly socket: BusSocket) {}
 
   /**
    * Connects and authenticates with EXTERNAL: the daemon checks who we say we
@@ -69,8 +70,7 @@ export class DbusConnection {
     maxDelayMs = 0,
   ): Promise<DbusConnection> {
     const tcp = address.startsWith("tcp:");
-    const socket = net.createConnection(socketOptions(address));
-    socket.setNoDelay?.(true);
+    const socket = connectBusSocket(socketOptions(address));
     const lines = lineReader(socket);
     const timer = setTimeout(
       () => socket.destroy(new Error(`no answer within ${AUTH_TIMEOUT_MS / 1000} s`)),
@@ -177,35 +177,41 @@ const hex = (text: string) => Buffer.from(text).toString("hex");
  * A rest must not outgrow the socket: the kernel holds only ~185 messages
  * written one by one (each takes ~1 KB of the daemon's 208 KB send buffer),
  * and beyond that they wait in dbus-daemon, which then falls behind (measured
- * at 10,000/s). So each rest is cut to what should bring a turn's worth
- * (TURN_MESSAGES or TURN_BYTES) at the rate the last read saw.
+ * at 10,000/s). So each rest is cut to what should bring a read's worth
+ * (READ_MESSAGES or READ_BYTES) at the rate the last read saw.
  *
  * Answers are never held: it does not rest while a call waits for one, and a
  * call made while it rests wakes it.
  */
 class ReadPacer {
   #resting = false;
-  #restScheduled = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  /** What this turn of the event loop read. */
-  #bytes = 0;
-  #messages = 0;
-  /** When the last turn that read ended: what this one read came since. */
+  /** When the last read came: what this one holds came since. */
   #since = performance.now();
 
   constructor(
-    private readonly socket: net.Socket,
+    private readonly socket: BusSocket,
     private readonly maxDelayMs: number,
     private readonly awaitingAnswers: () => boolean,
   ) {}
 
+  /**
+   * After a read, decided at once: a socket paused later would already have
+   * its next read under way, and that one would take the next message.
+   */
   afterRead(bytes: number, messages: number): void {
-    this.#bytes += bytes;
-    this.#messages += messages;
-    if (this.#resting || this.#restScheduled) return;
-    this.#restScheduled = true;
-    // After this turn of the event loop, which reads what the socket holds.
-    setImmediate(() => this.#rest());
+    const now = performance.now();
+    // How full this read was; the rest that brings a full one at this rate.
+    const fill = Math.max(messages / READ_MESSAGES, bytes / READ_BYTES);
+    const restMs = Math.min(this.maxDelayMs, (now - this.#since) / fill);
+    this.#since = now;
+    // Twice a read's worth (or a full read buffer): more is waiting in the
+    // daemon, which the rate this read saw underestimates. A flood: read on.
+    const flood = fill >= 2 || bytes >= READ_BUFFER_BYTES;
+    if (this.#resting || flood || restMs < 1 || this.awaitingAnswers()) return;
+    this.#resting = true;
+    this.socket.pause();
+    this.#timer = setTimeout(() => this.wake(), restMs);
   }
 
   wake(): void {
@@ -214,28 +220,14 @@ class ReadPacer {
     this.#resting = false;
     this.socket.resume();
   }
-
-  #rest(): void {
-    this.#restScheduled = false;
-    const now = performance.now();
-    // How full this turn was; the rest that brings a full one at this rate.
-    const fill = Math.max(this.#messages / TURN_MESSAGES, this.#bytes / TURN_BYTES);
-    const restMs = Math.min(this.maxDelayMs, (now - this.#since) / fill);
-    this.#bytes = this.#messages = 0;
-    this.#since = now;
-    if (this.#resting || restMs < 1 || this.awaitingAnswers()) return;
-    this.#resting = true;
-    this.socket.pause();
-    this.#timer = setTimeout(() => this.wake(), restMs);
-  }
 }
 
-/** A turn's worth of reading: well within what the kernel holds for us. */
-const TURN_MESSAGES = 64;
-const TURN_BYTES = 64 * 1024;
+/** A read's worth: well within what the kernel holds for us. */
+const READ_MESSAGES = 64;
+const READ_BYTES = 32 * 1024;
 
 /** Reads the authentication's text lines; `stop` hands over the bytes after them. */
-function lineReader(socket: net.Socket) {
+function lineReader(socket: BusSocket) {
   let buffered = Buffer.alloc(0);
   let waiting: ((line: string) => void) | undefined;
   let failed: ((error: Error) => void) | undefined;
@@ -248,7 +240,7 @@ function lineReader(socket: net.Socket) {
     waiting = failed = undefined;
     resolve(line);
   };
-  const onData = (chunk: Buffer) => {
+  const onData = (chunk: Uint8Array) => {
     buffered = Buffer.concat([buffered, chunk]);
     deliver();
   };

@@ -122,7 +122,8 @@ export class MqttLink {
       this.#flushScheduled = true;
       // After a quiet spell at once; when busy, at most one write every FLUSH_MS.
       const wait = this.#lastFlush + FLUSH_MS - performance.now();
-      if (wait <= 0) setImmediate(() => this.#flush());
+      // A microtask: after the current event's publishes, in the same wake-up.
+      if (wait <= 0) queueMicrotask(() => this.#flush());
       else setTimeout(() => this.#flush(), wait);
     }
   }
