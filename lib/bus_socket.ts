@@ -1,6 +1,6 @@
 /**
  * The D-Bus connection's socket. Under Node (the bundle on 32-bit GX
- * devices) a `node:net` socket; under Deno, `Deno.connect` behind the few
+ * devices) a `node:net` socket (see nodeSocket); under Deno, `Deno.connect` behind the few
  * `net.Socket` members the connection uses. Deno's `node:net` layer costs
  * more per read, and on a GX's bus every change is a read of its own:
  * scripts/runtime_floor.ts measured a reader that does no work at 10-14 ms/s
@@ -30,8 +30,27 @@ export interface BusSocket {
 /** Connects to `net.NetConnectOpts`-style options (unix path or TCP). */
 export function connectBusSocket(options: net.NetConnectOpts): BusSocket {
   const abstract = "path" in options && options.path.startsWith("\0");
-  if (typeof Deno !== "undefined" && !abstract) return new DenoSocket(options);
+  if (typeof Deno === "undefined") return nodeSocket(options);
+  if (!abstract) return new DenoSocket(options);
   return net.createConnection(options).setNoDelay(true);
+}
+
+/**
+ * Under Node, reads go through `onread`: only then does pause() stop reading
+ * from the kernel (readStop); a plain socket reads on into its buffer while
+ * paused, a wake-up per message all the same.
+ */
+function nodeSocket(options: net.NetConnectOpts): BusSocket {
+  const socket: net.Socket = net.createConnection({
+    ...options,
+    onread: {
+      buffer: new Uint8Array(READ_BUFFER_BYTES),
+      // A copy: the buffer is read into again while the messages cut from it are kept.
+      // true: reading goes on (false would pause it), listener or not.
+      callback: (n: number, buffer: Uint8Array) => (socket.emit("data", buffer.slice(0, n)), true),
+    },
+  });
+  return socket.setNoDelay(true);
 }
 
 /** What one read takes at most: node:net's reads are as large. */

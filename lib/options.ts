@@ -83,7 +83,7 @@ function milliseconds(text: string): number {
 }
 
 /** The default latency budget; see README "Performance" for the measured curve. */
-export const DEFAULT_MAX_DELAY_MS = 50;
+export const DEFAULT_MAX_DELAY_MS = 100;
 
 function withBrokerOptions<Args extends unknown[], Opts extends OptionValues>(
   command: Command<Args, Opts>,
