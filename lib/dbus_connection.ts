@@ -6,7 +6,7 @@
 import type net from "node:net";
 import process from "node:process";
 import { Buffer } from "node:buffer";
-import { type BusSocket, connectBusSocket, READ_BUFFER_BYTES } from "./bus_socket.ts";
+import { type BusSocket, connectBusSocket } from "./bus_socket.ts";
 import {
   decodeMessage,
   encodeMessage,
@@ -170,7 +170,8 @@ const hex = (text: string) => Buffer.from(text).toString("hex");
  * most once per `maxDelayMs`, everything queued at once. Each wake-up costs
  * far more than the bridge's work on a message (see README "Performance"),
  * and on a GX every change is a message of its own. After a read the socket
- * rests, not reading, so that messages arriving meanwhile wake nobody; then
+ * rests, not reading, so that messages arriving meanwhile wake no JavaScript
+ * (the runtime's I/O thread still wakes for each: strace); then
  * it reads again, and if nothing came it waits as usual: the first message
  * after a quiet spell is read at once.
  *
@@ -205,9 +206,9 @@ class ReadPacer {
     const fill = Math.max(messages / READ_MESSAGES, bytes / READ_BYTES);
     const restMs = Math.min(this.maxDelayMs, (now - this.#since) / fill);
     this.#since = now;
-    // Twice a read's worth (or a full read buffer): more is waiting in the
+    // Twice a read's worth (64 KB: a full read buffer): more is waiting in the
     // daemon, which the rate this read saw underestimates. A flood: read on.
-    const flood = fill >= 2 || bytes >= READ_BUFFER_BYTES;
+    const flood = fill >= 2;
     if (this.#resting || flood || restMs < 1 || this.awaitingAnswers()) return;
     this.#resting = true;
     this.socket.pause();

@@ -97,7 +97,7 @@ export class RepublishLimiter {
 /** Echo tokens longer than this are not echoed (clients use short ones, e.g. a UUID). */
 export const MAX_ECHO_LENGTH = 1024;
 /** Echo tokens waiting for the next full republish, by count and by characters in all. */
-export const MAX_WAITING_ECHOES = 10_000;
+const MAX_WAITING_ECHOES = 10_000;
 const MAX_WAITING_ECHO_CHARS = 1024 * 1024;
 
 /**

@@ -18,7 +18,7 @@ export type Logger = Record<LogLevel, (context: string, message: string) => void
 const UNSAFE = /[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]|\p{Cs}/gu;
 const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
 /** How much of one outside value a log line shows. */
-export const MAX_SHOWN = 200;
+const MAX_SHOWN = 200;
 /** A line's cut, whatever it holds: the rate limit counts lines, this bounds their bytes. */
 const MAX_LINE = 1000;
 

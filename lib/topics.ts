@@ -22,7 +22,8 @@ const MAX_ITEM_PATH_LEVELS = 64;
  */
 export function isItemPath(path: string): boolean {
   return path.length <= MAX_ITEM_PATH && path !== "/" && isObjectPath(path) &&
-    path.split("/").length <= MAX_ITEM_PATH_LEVELS + 1;
+    // Checked on every signal: only a long path can have too many levels.
+    (path.length <= 2 * MAX_ITEM_PATH_LEVELS || path.split("/").length <= MAX_ITEM_PATH_LEVELS + 1);
 }
 
 /** A portal id fills one topic level: letters, digits, "-" and "_". */

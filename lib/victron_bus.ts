@@ -117,7 +117,7 @@ interface Reply {
 }
 
 /** A value read with GetValue, and the arrival number of its reply. */
-export interface ReadValue {
+interface ReadValue {
   json: string;
   seq: number;
 }
@@ -306,12 +306,9 @@ export class VictronBus {
   #queue(reads: TreeReads, path: string): Promise<ReadValue> {
     let queued = reads.queued.get(path);
     if (!queued) {
-      const settle: Partial<QueuedRead> = {};
-      const promise = new Promise<ReadValue>((resolve, reject) => {
-        settle.resolve = resolve;
-        settle.reject = reject;
-      });
-      reads.queued.set(path, queued = { ...settle, promise } as QueuedRead);
+      let settle!: Omit<QueuedRead, "promise">;
+      const promise = new Promise<ReadValue>((resolve, reject) => settle = { resolve, reject });
+      reads.queued.set(path, queued = { ...settle, promise });
     }
     return queued.promise;
   }
@@ -384,8 +381,8 @@ export class VictronBus {
       if (depth > MAX_INTROSPECT_DEPTH || calls > MAX_INTROSPECT_CALLS) {
         throw new CallError(
           "Budget",
-          `the Introspect tree is over ${MAX_INTROSPECT_DEPTH} levels or ` +
-            `${MAX_INTROSPECT_CALLS} objects deep`,
+          `the Introspect tree is over ${MAX_INTROSPECT_DEPTH} levels deep or over ` +
+            `${MAX_INTROSPECT_CALLS} objects`,
         );
       }
       const xmls: string[] = [];
