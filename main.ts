@@ -8,13 +8,7 @@
  * bundle: it always runs `main`.
  */
 import process from "node:process";
-import {
-  KeepAlive,
-  MAX_ECHO_LENGTH,
-  parseKeepAliveOptions,
-  RepublishLimiter,
-  WaitingEchoes,
-} from "./lib/keepalive.ts";
+import { KeepAlive } from "./lib/keepalive.ts";
 import { UnsendableError } from "./lib/dbus_wire.ts";
 import { createLogger, type Logger, shown } from "./lib/log.ts";
 import { MqttLink } from "./lib/mqtt_link.ts";
@@ -30,7 +24,6 @@ import { BridgeState, type Item, type Service, toInstance } from "./lib/state.ts
 import {
   fullPublishCompletedTopic,
   heartbeatTopic,
-  isKeepAliveRequest,
   itemName,
   type ItemRequest,
   matchesFilter,
@@ -49,7 +42,6 @@ import { watch } from "./lib/watch.ts";
 
 /** Requests larger than this are not parsed. */
 const MAX_PAYLOAD_BYTES = 64 * 1024;
-const HEARTBEAT_MS = 3000;
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 /** Keep-alive payloads are optional hints: undecodable bytes just mean "plain". */
 const lenientUtf8 = new TextDecoder();
@@ -79,13 +71,23 @@ async function main(args: string[]): Promise<number> {
 
 async function bridge(options: Options, portalId: string, log: Logger): Promise<number> {
   const state = new BridgeState(portalId, options.masked);
-  const keepAlive = new KeepAlive(options.keepAliveSeconds * 1000);
   const serial = serialTopic(portalId);
-  let expiryTimer: ReturnType<typeof setTimeout> | undefined;
-  let heartbeatTimer: ReturnType<typeof setInterval> | undefined;
-  const republishLimiter = new RepublishLimiter();
-  const echoes = new WaitingEchoes();
-  let republishTimer: ReturnType<typeof setTimeout> | undefined;
+  const keepAlive = new KeepAlive(options.keepAliveSeconds * 1000, {
+    woke: () => log.info("keepalive", "request received: publishing"),
+    publishAll,
+    completed: publishCompleted,
+    beat: (now) => link.publishEvent(heartbeatTopic(portalId), payload(String(now))),
+    expired() {
+      log.info(
+        "keepalive",
+        options.retain
+          ? "no request within the interval: clearing topics"
+          : "no request within the interval: quiet",
+      );
+      for (const item of state.items()) clearItem(item);
+    },
+    problem: (message) => log.warn("keepalive", message),
+  });
   let exit: (code: number) => void = () => {};
   const stopped = new Promise<number>((resolve) => exit = resolve);
 
@@ -144,12 +146,10 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
       (options.retain ? "" : ", values not retained"),
   );
 
-  if (keepAlive.alive) startHeartbeat();
+  keepAlive.start();
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => exit(0));
   const code = await stopped;
-  clearInterval(heartbeatTimer);
-  clearTimeout(republishTimer);
-  clearTimeout(expiryTimer);
+  keepAlive.stop();
   bus.close();
   await link.close();
   return code;
@@ -219,8 +219,8 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     sender: string,
     path: string,
     json: string,
-    limits: string | undefined,
     seq: number,
+    limits?: string,
   ): void {
     const service = state.byOwner(sender);
     if (!service) return;
@@ -292,7 +292,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
 
   function connected(): void {
     log.info("mqtt", `connected to ${options.mqttName}`);
-    link.publish(serial, payload(JSON.stringify(portalId)), true);
+    link.publishValue(serial, payload(JSON.stringify(portalId)), true);
     if (keepAlive.alive) publishAll();
   }
 
@@ -309,34 +309,17 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
       return;
     }
     log.debug("request", topic);
-    const woke = keepAlive.request(Date.now());
-    if (woke) {
-      log.info("keepalive", "request received: publishing");
-      startHeartbeat();
-    }
-    armExpiry();
-    if (isKeepAliveRequest(req)) {
-      const asked = parseKeepAliveOptions(
-        lenientUtf8.decode(body.subarray(0, MAX_PAYLOAD_BYTES)),
-      );
-      if (asked.echo !== undefined && asked.echo.length > MAX_ECHO_LENGTH) {
-        log.warn(
-          "keepalive",
-          `${topic}: echo token over ${MAX_ECHO_LENGTH} characters; not echoed`,
-        );
-        asked.echo = undefined;
-      }
-      if (woke || asked.republish) fullPublish(asked.echo);
-    } else if (woke) {
-      fullPublish(undefined);
-    }
     switch (req.kind) {
       case "keepalive":
+        keepAlive.onKeepAlive(lenientUtf8.decode(body.subarray(0, MAX_PAYLOAD_BYTES)));
+        // A read of the Serial is also a keep-alive; without a system service, the Serial is ours.
+        if (req.read && state.byDevice("system", 0)) read(topic, req.read);
         return;
       case "read":
-        if (isKeepAliveRequest(req) && !state.byDevice("system", 0)) return;
+        keepAlive.onItemRequest();
         return void read(topic, req);
       case "write":
+        keepAlive.onItemRequest();
         return void write(topic, req, body);
     }
   }
@@ -431,88 +414,39 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     }
   }
 
-  // --------------------------------------------------------- keep-alive
+  // ------------------------------------------------------------ publishing
 
   function publishItem(item: Item): void {
     if (!keepAlive.alive || !link.connected || !item.topic) return;
-    link.publish(item.topic, payload(item.json, item.limits), options.retain);
-    item.published = options.retain;
+    link.publishValue(item.topic, payload(item.json, item.limits), options.retain);
+    item.retainedByBroker = options.retain;
   }
 
   function publishAll(): void {
     for (const item of state.items()) publishItem(item);
   }
 
-  /**
-   * Every value, then full_publish_completed (with each echo asked for), so
-   * clients know their picture is complete. Rate-limited: a republish over
-   * the limit happens when the next token comes, for every echo owed.
-   */
-  function fullPublish(echo: string | undefined): void {
-    const dropped = echo === undefined ? 0 : echoes.add(echo);
-    if (dropped > 0) {
-      log.warn("keepalive", `${dropped} echo tokens dropped, oldest first: too many waiting`);
-    }
-    if (republishTimer !== undefined) return;
-    if (!republishLimiter.take(Date.now())) {
-      republishTimer = setTimeout(() => {
-        republishTimer = undefined;
-        fullPublish(undefined);
-      }, Math.max(0, republishLimiter.nextAt() - Date.now()));
-      return;
-    }
-    publishAll();
-    const now = Math.floor(Date.now() / 1000);
-    const echoed = echoes.take();
-    for (const e of echoed.length ? echoed : [undefined]) {
-      const extra = e === undefined ? "" : `, "full-publish-completed-echo": ${JSON.stringify(e)}`;
-      link.publish(fullPublishCompletedTopic(portalId), `{"value": ${now}${extra}}`, false, false);
-    }
-  }
-
-  function startHeartbeat(): void {
-    clearInterval(heartbeatTimer);
-    const beat = () =>
-      link.publish(
-        heartbeatTopic(portalId),
-        payload(String(Math.floor(Date.now() / 1000))),
-        false,
-        false,
-      );
-    beat();
-    heartbeatTimer = setInterval(beat, HEARTBEAT_MS);
+  /** After a full publish: clients know their picture is complete. */
+  function publishCompleted(now: number, echo: string | undefined): void {
+    const extra = echo === undefined
+      ? ""
+      : `"full-publish-completed-echo": ${JSON.stringify(echo)}`;
+    link.publishEvent(fullPublishCompletedTopic(portalId), payload(String(now), extra));
   }
 
   /** Removes our retained message from the broker (never the Serial's). */
   function clearItem(item: Item): void {
-    if (!item.published || item.topic === serial) return;
-    link.publish(item.topic, "", true);
-    item.published = false;
+    if (!item.retainedByBroker || item.topic === serial) return;
+    link.publishValue(item.topic, "", true);
+    item.retainedByBroker = false;
   }
 
   /** The item's service left: subscribers drop the topic on an empty payload. */
   function itemGone(item: Item): void {
-    if (item.published) clearItem(item);
-    else if (!options.retain && keepAlive.alive && item.topic) link.publish(item.topic, "", false);
-  }
-
-  function armExpiry(): void {
-    if (expiryTimer !== undefined || keepAlive.deadline === Infinity) return;
-    expiryTimer = setTimeout(() => {
-      expiryTimer = undefined;
-      if (keepAlive.expire(Date.now())) {
-        log.info(
-          "keepalive",
-          options.retain
-            ? "no request within the interval: clearing topics"
-            : "no request within the interval: quiet",
-        );
-        clearInterval(heartbeatTimer);
-        for (const item of state.items()) clearItem(item);
-      } else {
-        armExpiry();
-      }
-    }, Math.max(0, keepAlive.deadline - Date.now()));
+    if (item.retainedByBroker) clearItem(item);
+    else if (!options.retain && keepAlive.alive && item.topic) {
+      link.publishValue(item.topic, "", false);
+    }
   }
 }
 

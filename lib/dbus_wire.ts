@@ -9,14 +9,8 @@
  * Pure: no I/O. Reading past a message's end throws (RangeError from the
  * DataView); the caller drops that message and reads on.
  */
-import {
-  formatDouble,
-  INVALID_JSON,
-  parseSignature,
-  parseSignatures,
-  type SignatureType,
-  type Variant,
-} from "./values.ts";
+import { parseSignature, parseSignatures, type SignatureType } from "./dbus_signature.ts";
+import type { Variant } from "./values.ts";
 
 export const MessageType = { METHOD_CALL: 1, METHOD_RETURN: 2, ERROR: 3, SIGNAL: 4 } as const;
 
@@ -24,6 +18,8 @@ export const MessageType = { METHOD_CALL: 1, METHOD_RETURN: 2, ERROR: 3, SIGNAL:
 const MAX_MESSAGE_BYTES = 128 * 1024 * 1024;
 const MAX_VARIANT_DEPTH = 64;
 const FIXED_HEADER_BYTES = 16;
+/** Where the fixed header holds the serial; the header fields' array follows it. */
+const SERIAL_AT = 8;
 
 /** A received message: its header and a reader placed at the start of its body. */
 export interface Message {
@@ -130,17 +126,10 @@ function littleEndian(marker: number): boolean {
 
 /** A whole message's header, and its body ready to be read. */
 export function decodeMessage(bytes: Uint8Array): Message {
-  const reader = new BodyReader(bytes, littleEndian(bytes[0]));
-  const header: Message = {
-    type: bytes[1],
-    serial: reader.view.getUint32(8, reader.le),
-    signature: "",
-    body: reader,
-  };
-  const fieldsEnd = FIXED_HEADER_BYTES + reader.view.getUint32(12, reader.le);
-  reader.at = FIXED_HEADER_BYTES;
-  while (reader.at < fieldsEnd) {
-    reader.align(8);
+  const reader = new BodyReader(bytes, littleEndian(bytes[0]), SERIAL_AT);
+  const header: Message = { type: bytes[1], serial: reader.uint32(), signature: "", body: reader };
+  // The header fields, a(yv): each a code and a variant; unknown ones are passed over.
+  reader.eachEntry(() => {
     const field = FIELDS[reader.byte()];
     const type = parseSignature(reader.signature());
     if (field?.[1] === type.code) {
@@ -148,8 +137,8 @@ export function decodeMessage(bytes: Uint8Array): Message {
     } else {
       reader.skip(type);
     }
-  }
-  reader.at = Math.ceil(fieldsEnd / 8) * 8;
+  });
+  reader.align(8); // the body starts on the next 8-byte boundary
   return header;
 }
 
@@ -187,27 +176,65 @@ const ALIGNMENT: Record<string, number> = {
 
 const INTEGER_CODES = "ynqiuxth";
 
+// ------------------------------------------------------ D-Bus -> JSON rules
+// D-Bus values become MQTT JSON text here and only here, in BodyReader.json,
+// as they are read. The text is written directly rather than through
+// JSON.stringify, because clients in typed languages tell an int from a
+// float by the literal: a whole double keeps its ".0", a 64-bit integer every
+// digit.
+
+/** JSON text of an invalid value. */
+export const INVALID_JSON = "null";
+
+/** A double as earlier bridges wrote it: whole numbers keep ".0". */
+export function formatDouble(x: number): string {
+  if (!Number.isFinite(x)) return INVALID_JSON;
+  const text = String(x);
+  // String() gives the shortest text that reads back exactly; it only lacks a
+  // fraction for whole numbers below 1e21 (larger ones come out as "1e+21").
+  return Number.isInteger(x) && !text.includes("e") ? text + ".0" : text;
+}
+
 /** Reads values of one message; alignment counts from the message's start. */
 export class BodyReader {
-  readonly view: DataView;
-  at = 0;
+  readonly #bytes: Uint8Array;
+  readonly #view: DataView;
+  readonly #le: boolean;
+  /** The cursor: where the next value starts. */
+  #at: number;
 
-  constructor(readonly bytes: Uint8Array, readonly le: boolean) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  constructor(bytes: Uint8Array, littleEndian: boolean, at = 0) {
+    this.#bytes = bytes;
+    this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+    this.#le = littleEndian;
+    this.#at = at;
   }
 
+  /** Moves to the next multiple of `n` bytes from the message's start. */
   align(n: number): void {
-    this.at = (this.at + n - 1) & -n;
+    this.#at = (this.#at + n - 1) & -n;
+  }
+
+  /**
+   * Reads an array of dict entries or structs: `readEntry` is called once
+   * for each, with the reader placed at its start, and reads it whole.
+   */
+  eachEntry(readEntry: () => void): void {
+    const end = this.#arrayEnd(8);
+    while (this.#at < end) {
+      this.align(8);
+      readEntry();
+    }
   }
 
   byte(): number {
-    return this.view.getUint8(this.at++);
+    return this.#view.getUint8(this.#at++);
   }
 
   uint32(): number {
     this.align(4);
-    const n = this.view.getUint32(this.at, this.le);
-    this.at += 4;
+    const n = this.#view.getUint32(this.#at, this.#le);
+    this.#at += 4;
     return n;
   }
 
@@ -221,11 +248,11 @@ export class BodyReader {
 
   /** A string of `length` bytes and its terminating NUL. */
   #text(length: number): string {
-    const start = this.at;
+    const start = this.#at;
     const end = start + length;
-    if (end >= this.bytes.length) throw new RangeError("string runs past the message");
-    this.at = end + 1;
-    const bytes = this.bytes;
+    if (end >= this.#bytes.length) throw new RangeError("string runs past the message");
+    this.#at = end + 1;
+    const bytes = this.#bytes;
     if (length === 1 && bytes[start] < 0x80) return ASCII[bytes[start]];
     // Names, paths and signatures are short ASCII: one fromCharCode call is ~3x
     // cheaper than a decoder call, and the bridge reads ~10 of them a message.
@@ -250,17 +277,16 @@ export class BodyReader {
         return this.variantJson(0);
       case "a": {
         const element = type.children[0];
-        const end = this.arrayEnd(ALIGNMENT[element.code]);
         if (element.code === "{") {
           const map = new Map<unknown, unknown>();
-          while (this.at < end) {
-            this.align(8);
-            map.set(this.value(element.children[0]), this.value(element.children[1]));
-          }
+          this.eachEntry(() =>
+            map.set(this.value(element.children[0]), this.value(element.children[1]))
+          );
           return map;
         }
+        const end = this.#arrayEnd(ALIGNMENT[element.code]);
         const items = [];
-        while (this.at < end) items.push(this.value(element));
+        while (this.#at < end) items.push(this.value(element));
         return items;
       }
       case "(":
@@ -277,15 +303,15 @@ export class BodyReader {
     switch (type.code) {
       case "s":
       case "o":
-        this.at = this.uint32() + this.at + 1;
+        this.#at = this.uint32() + this.#at + 1;
         return;
       case "g":
-        this.at += this.byte() + 1;
+        this.#at += this.byte() + 1;
         return;
       case "v":
         return this.skip(parseSignature(this.signature()));
       case "a":
-        this.at = this.arrayEnd(ALIGNMENT[type.children[0].code]);
+        this.#at = this.#arrayEnd(ALIGNMENT[type.children[0].code]);
         return;
       case "(":
       case "{":
@@ -333,37 +359,36 @@ export class BodyReader {
   }
 
   #arrayJson(element: SignatureType, depth: number): string {
-    const end = this.arrayEnd(ALIGNMENT[element.code]);
     const parts: string[] = [];
     if (element.code === "{") {
       const [keyType, valueType] = element.children;
-      while (this.at < end) {
-        this.align(8);
+      this.eachEntry(() => {
         const key = this.value(keyType);
         parts.push(JSON.stringify(String(key)) + ":" + this.json(valueType, depth));
-      }
+      });
       return "{" + parts.join(",") + "}";
     }
-    while (this.at < end) parts.push(this.json(element, depth));
+    const end = this.#arrayEnd(ALIGNMENT[element.code]);
+    while (this.#at < end) parts.push(this.json(element, depth));
     if (parts.length === 0 && INTEGER_CODES.includes(element.code)) return INVALID_JSON;
     return "[" + parts.join(",") + "]";
   }
 
   /** Reads an array's length; returns where its elements end, placed at the first. */
-  arrayEnd(elementAlignment: number): number {
+  #arrayEnd(elementAlignment: number): number {
     const length = this.uint32();
     this.align(elementAlignment);
-    const end = this.at + length;
-    if (end > this.bytes.length) throw new RangeError("array runs past the message");
+    const end = this.#at + length;
+    if (end > this.#bytes.length) throw new RangeError("array runs past the message");
     return end;
   }
 
   #number(code: string): number | bigint | boolean {
     const size = ALIGNMENT[code]; // numbers are as long as they are aligned
     this.align(size);
-    const at = this.at;
-    this.at += size;
-    const { view, le } = this;
+    const at = this.#at;
+    this.#at += size;
+    const [view, le] = [this.#view, this.#le];
     switch (code) {
       case "y":
         return view.getUint8(at);

@@ -1,13 +1,63 @@
 /**
- * The keep-alive state machine of the spec, on an injected clock: quiet until
- * the first request, alive for `interval` after the latest one, then quiet
- * again. An interval of 0 means always alive.
+ * Keep-alive, all of it: the spec's rule (quiet until the first request,
+ * alive for the interval after the latest one, then quiet again; an interval
+ * of 0 means always alive), the full republish with its rate limit and echo
+ * tokens, the heartbeat and the expiry. Time comes from an injected clock and
+ * every publish is asked of `KeepAliveActions`, so main.ts does the I/O and
+ * tests run on a fake clock.
  */
-export class KeepAlive {
-  #deadline = -Infinity;
-  #alive: boolean;
 
-  constructor(readonly intervalMs: number) {
+/** What the keep-alive asks of the bridge. */
+export interface KeepAliveActions {
+  /** The first request after a quiet spell. */
+  woke(): void;
+  /** Publish every value. */
+  publishAll(): void;
+  /** Publish `full_publish_completed` once, with this echo token if one was asked for. */
+  completed(unixSeconds: number, echo: string | undefined): void;
+  /** Publish the heartbeat. */
+  beat(unixSeconds: number): void;
+  /** No request within the interval: clear the topics, or just stop. */
+  expired(): void;
+  /** A hint in a request that is not honoured, for the log. */
+  problem(message: string): void;
+}
+
+/** Milliseconds now, and a timer that returns its cancel. */
+export interface Clock {
+  now(): number;
+  after(ms: number, run: () => void): () => void;
+}
+
+const systemClock: Clock = {
+  now: () => Date.now(),
+  after(ms, run) {
+    const timer = setTimeout(run, ms);
+    return () => clearTimeout(timer);
+  },
+};
+
+/** How often the heartbeat goes out while alive. */
+export const HEARTBEAT_MS = 3000;
+/** Echo tokens longer than this are not echoed (clients use short ones, e.g. a UUID). */
+const MAX_ECHO_LENGTH = 1024;
+
+export class KeepAlive {
+  #alive: boolean;
+  /** When the current alive period ends, on the clock. */
+  #deadline = -Infinity;
+  readonly #limiter = new RepublishLimiter();
+  readonly #echoes = new WaitingEchoes();
+  #cancelBeat?: () => void;
+  #cancelExpiry?: () => void;
+  /** Set while a full republish waits for the rate limit. */
+  #cancelRepublish?: () => void;
+
+  constructor(
+    readonly intervalMs: number,
+    private readonly actions: KeepAliveActions,
+    private readonly clock: Clock = systemClock,
+  ) {
     this.#alive = intervalMs === 0;
   }
 
@@ -15,26 +65,96 @@ export class KeepAlive {
     return this.#alive;
   }
 
-  /** When the current alive period ends (ms, on the injected clock). */
-  get deadline(): number {
-    return this.#alive && this.intervalMs > 0 ? this.#deadline : Infinity;
+  /** The bridge is up: an always-alive one beats from now on. */
+  start(): void {
+    if (this.#alive) this.#startHeartbeat();
   }
 
-  /** A read or write request arrived; returns true when it woke the bridge. */
-  request(now: number): boolean {
+  stop(): void {
+    for (const cancel of [this.#cancelBeat, this.#cancelExpiry, this.#cancelRepublish]) cancel?.();
+    this.#cancelBeat = this.#cancelExpiry = this.#cancelRepublish = undefined;
+  }
+
+  /**
+   * A keep-alive (`R/<id>/keepalive`, or a read of `system/0/Serial`) with its
+   * payload: plain, or `{"keepalive-options": [...]}`. It republishes unless
+   * it asks not to; one that wakes the bridge always does.
+   */
+  onKeepAlive(payload: string): void {
+    const asked = parseKeepAliveOptions(payload);
+    if (asked.echo !== undefined && asked.echo.length > MAX_ECHO_LENGTH) {
+      this.actions.problem(`echo token over ${MAX_ECHO_LENGTH} characters; not echoed`);
+      asked.echo = undefined;
+    }
+    if (this.#renew() || asked.republish) this.#fullPublish(asked.echo);
+  }
+
+  /** A read or write of an item: it renews the interval, and republishes only when it wakes. */
+  onItemRequest(): void {
+    if (this.#renew()) this.#fullPublish(undefined);
+  }
+
+  /** Returns true when the request woke the bridge. */
+  #renew(): boolean {
     const woke = !this.#alive;
     this.#alive = true;
-    this.#deadline = now + this.intervalMs;
+    this.#deadline = this.clock.now() + this.intervalMs;
+    if (woke) {
+      this.actions.woke();
+      this.#startHeartbeat();
+    }
+    this.#armExpiry();
     return woke;
   }
 
-  /** Called when the deadline may have passed; returns true when it expired now. */
-  expire(now: number): boolean {
-    if (!this.#alive || now < this.deadline) return false;
-    this.#alive = false;
-    return true;
+  /**
+   * Every value, then full_publish_completed (with each echo asked for), so
+   * clients know their picture is complete. Over the rate limit, the
+   * republish happens when the next token comes, for every echo owed.
+   */
+  #fullPublish(echo: string | undefined): void {
+    const dropped = echo === undefined ? 0 : this.#echoes.add(echo);
+    if (dropped > 0) {
+      this.actions.problem(`${dropped} echo tokens dropped, oldest first: too many waiting`);
+    }
+    if (this.#cancelRepublish) return;
+    const now = this.clock.now();
+    if (!this.#limiter.take(now)) {
+      this.#cancelRepublish = this.clock.after(this.#limiter.nextAt() - now, () => {
+        this.#cancelRepublish = undefined;
+        this.#fullPublish(undefined);
+      });
+      return;
+    }
+    this.actions.publishAll();
+    const echoed = this.#echoes.take();
+    for (const e of echoed.length ? echoed : [undefined]) this.actions.completed(seconds(now), e);
+  }
+
+  #startHeartbeat(): void {
+    this.#cancelBeat?.();
+    const beat = () => {
+      this.actions.beat(seconds(this.clock.now()));
+      this.#cancelBeat = this.clock.after(HEARTBEAT_MS, beat);
+    };
+    beat();
+  }
+
+  /** One timer at a time: a renewed interval re-arms it when it fires early. */
+  #armExpiry(): void {
+    if (this.#cancelExpiry || this.intervalMs === 0) return;
+    this.#cancelExpiry = this.clock.after(this.#deadline - this.clock.now(), () => {
+      this.#cancelExpiry = undefined;
+      if (this.clock.now() < this.#deadline) return this.#armExpiry();
+      this.#alive = false;
+      this.#cancelBeat?.();
+      this.#cancelBeat = undefined;
+      this.actions.expired();
+    });
   }
 }
+
+const seconds = (ms: number) => Math.floor(ms / 1000);
 
 /** What a keep-alive request (`R/<id>/keepalive`, `R/<id>/system/0/Serial`) asks for. */
 export interface KeepAliveOptions {
@@ -94,8 +214,6 @@ export class RepublishLimiter {
   }
 }
 
-/** Echo tokens longer than this are not echoed (clients use short ones, e.g. a UUID). */
-export const MAX_ECHO_LENGTH = 1024;
 /** Echo tokens waiting for the next full republish, by count and by characters in all. */
 const MAX_WAITING_ECHOES = 10_000;
 const MAX_WAITING_ECHO_CHARS = 1024 * 1024;

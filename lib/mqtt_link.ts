@@ -108,16 +108,28 @@ export class MqttLink {
   }
 
   /**
-   * Queues a publish; an empty payload removes a retained topic. Events
-   * (`coalesce` false) are each sent, in order with the values around them.
+   * Queues a value: a later value for the same topic replaces it while it
+   * waits. An empty payload removes a retained topic.
    */
-  publish(topic: string, payload: string, retain: boolean, coalesce = true): void {
+  publishValue(topic: string, payload: string, retain: boolean): void {
+    if (this.#client.connected) this.#enqueue(topic, { topic, payload, retain });
+  }
+
+  /**
+   * Queues an event (heartbeat, full_publish_completed): never retained, and
+   * each one sent, in order with the values around it.
+   */
+  publishEvent(topic: string, payload: string): void {
     if (!this.#client.connected) return;
-    this.#queue.set(coalesce ? topic : ++this.#uncoalesced, { topic, payload, retain });
+    this.#enqueue(++this.#uncoalesced, { topic, payload, retain: false });
     if (this.#uncoalesced - this.#oldestEvent >= MAX_WAITING_EVENTS) {
       this.#queue.delete(this.#oldestEvent++);
       this.#droppedEvents++;
     }
+  }
+
+  #enqueue(key: string | number, message: Publish): void {
+    this.#queue.set(key, message);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       // After a quiet spell at once; when busy, at most one write every FLUSH_MS.

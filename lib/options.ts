@@ -63,8 +63,8 @@ export interface WatchOptions extends BrokerOptions {
 
 export class OptionsError extends Error {}
 
-export const PASSWORD_ENV = "DBUS_MQTT_PASSWORD";
-export const SYSTEM_BUS_SOCKET = "unix:path=/var/run/dbus/system_bus_socket";
+const PASSWORD_ENV = "DBUS_MQTT_PASSWORD";
+const SYSTEM_BUS_SOCKET = "unix:path=/var/run/dbus/system_bus_socket";
 
 function seconds(text: string): number {
   const value = Number(text);
@@ -83,7 +83,7 @@ function milliseconds(text: string): number {
 }
 
 /** The default latency budget; see README "Performance" for the measured curve. */
-export const DEFAULT_MAX_DELAY_MS = 100;
+const DEFAULT_MAX_DELAY_MS = 100;
 
 function withBrokerOptions<Args extends unknown[], Opts extends OptionValues>(
   command: Command<Args, Opts>,

@@ -4,7 +4,7 @@
  * take what happened and return what changed; main.ts does the I/O.
  */
 import { isBlocked, MASKED, MASKED_JSON, notificationTopic, serviceType } from "./topics.ts";
-import { INVALID_JSON } from "./values.ts";
+import { INVALID_JSON } from "./dbus_wire.ts";
 
 export interface Item {
   readonly path: string;
@@ -19,7 +19,7 @@ export interface Item {
   /** "" until the service's device instance is known. */
   topic: string;
   /** The broker holds a retained message of ours on this topic. */
-  published: boolean;
+  retainedByBroker: boolean;
 }
 
 export interface Service {
@@ -125,7 +125,7 @@ export class BridgeState {
       const topic = service.instance === undefined
         ? ""
         : notificationTopic(this.portalId, service.type, service.instance, path);
-      item = { path, json, masked, limits: limits ?? "", seq, topic, published: false };
+      item = { path, json, masked, limits: limits ?? "", seq, topic, retainedByBroker: false };
       service.items.set(path, item);
       return item;
     }

@@ -59,11 +59,18 @@ export function heartbeatTopic(portalId: string): string {
   return `N/${portalId}/heartbeat`;
 }
 
-/** Keep-alives that also ask for a full republish: R/<id>/keepalive and a read of the Serial. */
-export function isKeepAliveRequest(request: Request): boolean {
-  return request.kind === "keepalive" ||
-    (request.kind === "read" && request.type === "system" && request.instance === 0 &&
-      request.path === "/Serial");
+/** Every topic a GX publishes; `+` for every GX on the broker. */
+export function notificationFilter(portalId: string): string {
+  return `N/${portalId}/#`;
+}
+
+export function keepAliveTopic(portalId: string): string {
+  return `R/${portalId}/keepalive`;
+}
+
+/** `N/<id>/battery/512/Soc` -> `battery/512/Soc`, as users write it and filters match. */
+export function shortTopic(topic: string): string {
+  return topic.split("/").slice(2).join("/");
 }
 
 /** The topics the bridge subscribes to. */
@@ -78,7 +85,15 @@ export interface ItemRequest {
   instance: number;
   path: string;
 }
-export type Request = ItemRequest | { kind: "keepalive" };
+/**
+ * A keep-alive: `R/<id>/keepalive`, or a read of the Serial
+ * (`R/<id>/system/0/Serial`), which is both and carries that read.
+ */
+export interface KeepAliveRequest {
+  kind: "keepalive";
+  read?: ItemRequest;
+}
+export type Request = ItemRequest | KeepAliveRequest;
 
 const INSTANCE = /^(0|[1-9][0-9]{0,9})$/;
 
@@ -107,12 +122,17 @@ export function parseRequest(topic: string, portalId: string): Request | string 
   if (type === "" || path.some((segment) => segment === "")) {
     return "empty topic level";
   }
-  return {
+  const request: ItemRequest = {
     kind: verb === "R" ? "read" : "write",
     type,
     instance: Number(instance),
     path: "/" + path.join("/"),
   };
+  return isSerial(request) ? { kind: "keepalive", read: request } : request;
+}
+
+function isSerial({ kind, type, instance, path }: ItemRequest): boolean {
+  return kind === "read" && type === "system" && instance === 0 && path === "/Serial";
 }
 
 /** Items that exist on D-Bus but are internal; never published or served. */

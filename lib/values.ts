@@ -1,11 +1,8 @@
 /**
- * The value rules of the bridge: D-Bus signatures, how numbers are written,
- * JSON text (as MQTT clients write it) to D-Bus values, and the payloads.
- * D-Bus values become JSON text as they are read off the wire (dbus_wire.ts).
- *
- * JSON text is produced directly rather than through JSON.stringify, because
- * clients in typed languages tell an int from a float by the literal: a whole
- * double must keep its ".0" and a 64-bit integer must keep every digit.
+ * The value rules from MQTT to D-Bus: JSON text as clients write it becomes
+ * a D-Bus value; and the payloads. The rules the other way, D-Bus values to
+ * JSON text, live in one place: `BodyReader.json` in dbus_wire.ts, which
+ * writes the text as it reads the wire.
  */
 import { shown } from "./log.ts";
 
@@ -15,93 +12,7 @@ export interface Variant {
   value: unknown;
 }
 
-/** JSON text of an invalid value. */
-export const INVALID_JSON = "null";
-
-// ---------------------------------------------------------------- signatures
-
-/** A parsed D-Bus type: its code and, for containers, the element types. */
-export interface SignatureType {
-  code: string;
-  children: SignatureType[];
-}
-
-const signatureCache = new Map<string, SignatureType[]>();
-
-/** The specification's limits on a signature: its length, and nesting of each kind. */
-const MAX_SIGNATURE_LENGTH = 255;
-const MAX_ARRAY_NESTING = 32;
-const MAX_STRUCT_NESTING = 32;
-
-/** Parses one complete D-Bus type ("a{sv}", "(iis)", ...); cached. */
-export function parseSignature(signature: string): SignatureType {
-  const types = parseSignatures(signature);
-  if (types.length !== 1) throw new Error(`not a single D-Bus type: ${signature}`);
-  return types[0];
-}
-
-/** Parses a message body's signature: complete types one after the other ("sss"); cached. */
-export function parseSignatures(signature: string): SignatureType[] {
-  let parsed = signatureCache.get(signature);
-  if (!parsed) {
-    if (signature.length > MAX_SIGNATURE_LENGTH) {
-      throw new Error(`D-Bus signature over ${MAX_SIGNATURE_LENGTH} characters`);
-    }
-    parsed = [];
-    for (let at = 0; at < signature.length;) {
-      const [type, end] = parseType(signature, at, 0, 0);
-      parsed.push(type);
-      at = end;
-    }
-    if (signatureCache.size < 1024) signatureCache.set(signature, parsed);
-  }
-  return parsed;
-}
-
-function parseType(
-  sig: string,
-  at: number,
-  arrays: number,
-  structs: number,
-): [SignatureType, number] {
-  const code = sig[at];
-  if (code === undefined) throw new Error(`truncated D-Bus signature: ${sig}`);
-  if (code === "a") {
-    if (arrays === MAX_ARRAY_NESTING) throw new Error(`arrays nested too deeply: ${sig}`);
-    const [child, end] = parseType(sig, at + 1, arrays + 1, structs);
-    return [{ code, children: [child] }, end];
-  }
-  if (code === "(" || code === "{") {
-    if (structs === MAX_STRUCT_NESTING) throw new Error(`structs nested too deeply: ${sig}`);
-    const close = code === "(" ? ")" : "}";
-    const children: SignatureType[] = [];
-    let i = at + 1;
-    while (sig[i] !== close) {
-      const [child, end] = parseType(sig, i, arrays, structs + 1);
-      children.push(child);
-      i = end;
-    }
-    if (children.length === 0) throw new Error(`empty struct in D-Bus signature: ${sig}`);
-    const [key] = children;
-    if (code === "{" && (children.length !== 2 || key.children.length > 0 || key.code === "v")) {
-      throw new Error(`a dict entry needs a basic key and one value: ${sig}`);
-    }
-    return [{ code, children }, i + 1];
-  }
-  if ("ybnqiuxtdsogvh".includes(code)) return [{ code, children: [] }, at + 1];
-  throw new Error(`unknown D-Bus type code '${code}' in ${sig}`);
-}
-
-// ---------------------------------------------------------- D-Bus -> JSON
-
-/** A double as earlier bridges wrote it: whole numbers keep ".0". */
-export function formatDouble(x: number): string {
-  if (!Number.isFinite(x)) return INVALID_JSON;
-  const text = String(x);
-  // String() gives the shortest text that reads back exactly; it only lacks a
-  // fraction for whole numbers below 1e21 (larger ones come out as "1e+21").
-  return Number.isInteger(x) && !text.includes("e") ? text + ".0" : text;
-}
+// ---------------------------------------------------------------- payloads
 
 /**
  * The MQTT payload of a notification; `extra` is more members after the

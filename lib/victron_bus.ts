@@ -12,7 +12,8 @@ import { DbusConnection } from "./dbus_connection.ts";
 import { type BodyReader, isObjectPath, type Message, MessageType } from "./dbus_wire.ts";
 import { shown } from "./log.ts";
 import { isItemPath, SERVICE_PREFIX } from "./topics.ts";
-import { parseSignature, type Variant } from "./values.ts";
+import { parseSignature } from "./dbus_signature.ts";
+import type { Variant } from "./values.ts";
 
 const BUS_ITEM = "com.victronenergy.BusItem";
 const DBUS = "org.freedesktop.DBus";
@@ -50,16 +51,14 @@ const MAX_INTROSPECT_CALLS = 10_000;
 
 /** New values of one or more items of a service, as JSON text. */
 export type ItemValues = Map<string, string>;
-/**
- * The limits a service told for some of its items, as JSON members after the
- * value (`"min": 0, "max": 100, "default": 50`); settings have them.
- */
-export type ItemLimits = Map<string, string>;
-
 /** What a scan found: the items the bridge takes, and those it passed over. */
 export class ScannedItems {
   readonly values: ItemValues = new Map();
-  readonly limits: ItemLimits = new Map();
+  /**
+   * The limits a service told for some of its items, as JSON members after
+   * the value (`"min": 0, "max": 100, "default": 50`); settings have them.
+   */
+  readonly limits = new Map<string, string>();
   /** Paths that cannot be object paths and topic levels (the first few of them). */
   readonly badPaths: string[] = [];
   badPathCount = 0;
@@ -86,20 +85,14 @@ export interface BusHandlers {
    * An item's new value (and limits, when the service told them) from a
    * PropertiesChanged or ItemsChanged of the service owning `sender`.
    */
-  itemChanged(
-    sender: string,
-    path: string,
-    json: string,
-    limits: string | undefined,
-    seq: number,
-  ): void;
+  itemChanged(sender: string, path: string, json: string, seq: number, limits?: string): void;
   /** A com.victronenergy.* name got, lost or changed its owner ("" = none). */
   ownerChanged(name: string, oldOwner: string, newOwner: string): void;
   /** The connection to the bus is gone. */
   lost(error: Error): void;
 }
 
-export class CallError extends Error {
+class CallError extends Error {
   constructor(readonly errorName: string, message: string) {
     super(message);
   }
@@ -237,12 +230,10 @@ export class VictronBus {
       if (signature !== "a{sv}") {
         throw new CallError("Malformed", `GetValue on / returned '${signature}'`);
       }
-      const end = body.arrayEnd(8);
-      while (body.at < end) {
-        body.align(8);
+      body.eachEntry(() => {
         const path = body.string();
         items.add(path.startsWith("/") ? path : "/" + path, body.variantJson(0), undefined);
-      }
+      });
       return { items, seqOf: () => reply.seq, method: "GetValue" };
     } catch (error) {
       if (!isUnsupported(error)) throw error;
@@ -478,7 +469,7 @@ export class VictronBus {
     }
     if (message.interface !== BUS_ITEM) return;
     const changed: ItemSink = (path, json, limits) => {
-      if (isItemPath(path)) this.handlers.itemChanged(sender, path, json, limits, seq);
+      if (isItemPath(path)) this.handlers.itemChanged(sender, path, json, seq, limits);
       else this.debug(`${sender}: passed over item ${shown(path)}: not an item path`);
     };
     if (member === "PropertiesChanged" && message.signature === "a{sv}" && message.path) {
@@ -501,30 +492,25 @@ const LIMIT_KEYS = ["Min", "Max", "Default"];
 
 /** Items as GetItems and ItemsChanged give them: a{sa{sv}}, path -> properties. */
 function readItems(body: BodyReader, sink: ItemSink): void {
-  const end = body.arrayEnd(8);
-  while (body.at < end) {
-    body.align(8);
-    readItem(body, body.string(), sink);
-  }
+  body.eachEntry(() => readItem(body, body.string(), sink));
 }
 
 /** One item's properties (a{sv}): its Value, maybe limits; the rest is passed over. */
 function readItem(body: BodyReader, path: string, sink: ItemSink): void {
   let value: string | undefined;
   let limit: string[] | undefined;
-  const end = body.arrayEnd(8);
-  while (body.at < end) {
-    body.align(8);
+  body.eachEntry(() => {
     const key = body.string();
     const slot = LIMIT_KEYS.indexOf(key);
     if (key === "Value") value = body.variantJson(0);
     else if (slot >= 0) (limit ??= [])[slot] = body.variantJson(0);
     else body.skip(VARIANT);
-  }
+  });
   if (value === undefined) return;
   if (!limit) return sink(path, value, undefined);
+  const told: string[] = limit;
   const members = LIMIT_KEYS.flatMap((key, i) =>
-    limit[i] === undefined ? [] : [`"${key.toLowerCase()}": ${limit[i]}`]
+    told[i] === undefined ? [] : [`"${key.toLowerCase()}": ${told[i]}`]
   );
   sink(path, value, members.join(", "));
 }

@@ -8,17 +8,18 @@ import process from "node:process";
 import mqtt from "mqtt";
 import { connectOptions } from "./mqtt_link.ts";
 import type { WatchOptions } from "./options.ts";
-import { fullPublishCompletedTopic, heartbeatTopic, matchesFilter } from "./topics.ts";
 import {
-  changeLine,
-  jsonLine,
-  renderTable,
-  type Row,
+  fullPublishCompletedTopic,
+  heartbeatTopic,
+  keepAliveTopic,
+  matchesFilter,
+  notificationFilter,
+  serialTopic,
   shortTopic,
-  valueText,
-} from "./watch_view.ts";
+} from "./topics.ts";
+import { changeLine, jsonLine, renderTable, type Row, valueText } from "./watch_view.ts";
 
-const SERIALS = "N/+/system/0/Serial";
+const SERIALS = serialTopic("+");
 /** How long to wait for the Serial or the first values before explaining. */
 const HINT_AFTER_MS = 5000;
 const REDRAW_MS = 200;
@@ -84,7 +85,7 @@ export function watch(
       client.unsubscribe(SERIALS);
       return follow(portalId);
     }
-    if (!topic.startsWith(`N/${portalId}/`)) return;
+    if (!matchesFilter(notificationFilter(portalId), topic)) return;
     if (topic === heartbeatTopic(portalId)) {
       lastHeartbeat = Date.now();
       return scheduleRedraw();
@@ -104,10 +105,10 @@ export function watch(
 
   /** Subscribes to the GX and keeps it alive; again after every reconnect. */
   function follow(id: string): void {
-    client.subscribe(`N/${id}/#`, () => {
+    client.subscribe(notificationFilter(id), () => {
       const keepAlive = (keepAliveOptions: unknown[]) =>
         client.publish(
-          `R/${id}/keepalive`,
+          keepAliveTopic(id),
           JSON.stringify({ "keepalive-options": keepAliveOptions }),
         );
       keepAlive([{ "full-publish-completed-echo": token }]);

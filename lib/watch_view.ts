@@ -1,13 +1,10 @@
 /**
- * What `dbus-mqtt watch` shows, as pure functions: the short name of a
- * topic, a value exactly as published, a line per change, a JSON record, and
- * the in-place table for a terminal.
+ * What `dbus-mqtt watch` shows, as pure functions: a value exactly as
+ * published, a line per change, a JSON record, and the in-place table for a
+ * terminal.
  */
 
-/** `N/<id>/battery/256/Soc` -> `battery/256/Soc`. */
-export function shortTopic(topic: string): string {
-  return topic.split("/").slice(2).join("/");
-}
+import { shortTopic } from "./topics.ts";
 
 /**
  * The payload's value exactly as published (`12.0` stays `12.0`), with any

@@ -30,7 +30,7 @@
  */
 import dbus from "dbus-next";
 import mqtt from "mqtt";
-import { GxSim, type ServiceSpec } from "./gx_sim.ts";
+import { GxSim, type ServiceSpec } from "../tests/support/victron_services.ts";
 import { flag, flags } from "./args.ts";
 import { cpuMs, rssMb } from "./proc_stats.ts";
 import { BridgeProcess } from "../tests/support/bridge.ts";

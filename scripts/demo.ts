@@ -9,8 +9,8 @@
  */
 import dbus from "dbus-next";
 import { flag, flags } from "./args.ts";
-import { loadCapture } from "./gx_sim.ts";
-import { startSimulatedGx } from "./simulated_gx.ts";
+import { loadCapture } from "../tests/support/victron_services.ts";
+import { startSimulatedGx } from "./gx_with_bridge.ts";
 import { processTerminal, watch } from "../lib/watch.ts";
 
 const { Variant } = dbus;

@@ -7,10 +7,10 @@
  */
 import dbus from "dbus-next";
 import mqtt from "mqtt";
-import { loadCapture, type ServiceSpec } from "./gx_sim.ts";
+import { loadCapture, type ServiceSpec } from "../tests/support/victron_services.ts";
 import { flag } from "./args.ts";
 import { rssMb } from "./proc_stats.ts";
-import { startSimulatedGx } from "./simulated_gx.ts";
+import { startSimulatedGx } from "./gx_with_bridge.ts";
 import { isBlocked } from "../lib/topics.ts";
 
 const { Variant } = dbus;

@@ -4,7 +4,7 @@
  */
 import { deepStrictEqual, strictEqual } from "node:assert";
 import { readFileSync } from "node:fs";
-import { CAPTURE_FILE, loadCapture } from "../scripts/gx_sim.ts";
+import { CAPTURE_FILE, loadCapture } from "./support/victron_services.ts";
 import { PORTAL_ID, withGx } from "./support/gx.ts";
 
 /** The JSON type a captured value must come out as. */

@@ -5,7 +5,7 @@
  */
 import { deepStrictEqual, strictEqual } from "node:assert";
 import { readFileSync } from "node:fs";
-import { CAPTURE_FILE, loadCapture } from "../scripts/gx_sim.ts";
+import { CAPTURE_FILE, loadCapture } from "./support/victron_services.ts";
 import { TestClient } from "./support/mqtt_client.ts";
 import { sleep, withGx } from "./support/gx.ts";
 

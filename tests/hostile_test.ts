@@ -7,7 +7,7 @@
  */
 import { deepStrictEqual, strictEqual } from "node:assert";
 import dbus from "dbus-next";
-import { loadCapture } from "../scripts/gx_sim.ts";
+import { loadCapture } from "./support/victron_services.ts";
 import { MASKED } from "../lib/topics.ts";
 import { PORTAL_ID, PV, pvInverter, sleep, withGx } from "./support/gx.ts";
 

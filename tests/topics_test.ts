@@ -38,6 +38,11 @@ Deno.test("read, write and keep-alive requests parse", () => {
     path: "/Hub4/L1/AcPowerSetpoint",
   });
   deepStrictEqual(parseRequest(`R/${ID}/keepalive`, ID), { kind: "keepalive" });
+  deepStrictEqual(parseRequest(`R/${ID}/system/0/Serial`, ID), {
+    kind: "keepalive",
+    read: { kind: "read", type: "system", instance: 0, path: "/Serial" },
+  });
+  strictEqual((parseRequest(`W/${ID}/system/0/Serial`, ID) as { kind: string }).kind, "write");
 });
 
 Deno.test("malformed requests come back as a reason", () => {

@@ -1,13 +1,7 @@
 import { deepStrictEqual, strictEqual, throws } from "node:assert";
 import { Buffer } from "node:buffer";
-import {
-  formatDouble,
-  parseTypedJson,
-  payload,
-  toVariant,
-  writePayloadToVariant,
-} from "../lib/values.ts";
-import { decodeMessage } from "../lib/dbus_wire.ts";
+import { parseTypedJson, payload, toVariant, writePayloadToVariant } from "../lib/values.ts";
+import { decodeMessage, formatDouble } from "../lib/dbus_wire.ts";
 import { setValueBytes, wireJson } from "./support/wire.ts";
 
 const variant = (signature: string, value: unknown) => ({ signature, value });

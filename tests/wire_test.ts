@@ -13,7 +13,7 @@ import {
   MessageType,
 } from "../lib/dbus_wire.ts";
 import { socketOptions } from "../lib/dbus_connection.ts";
-import { parseSignature } from "../lib/values.ts";
+import { parseSignature } from "../lib/dbus_signature.ts";
 import { dbusNextBytes, dbusNextReads } from "./support/wire.ts";
 
 const { Variant } = dbus;

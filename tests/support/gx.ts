@@ -6,7 +6,7 @@ import { BridgeProcess } from "./bridge.ts";
 import { type Broker, startBroker } from "./broker.ts";
 import { type DbusDaemon, startDbusDaemon } from "./dbus_daemon.ts";
 import { TestClient } from "./mqtt_client.ts";
-import { GxSim, type ServiceSpec } from "../../scripts/gx_sim.ts";
+import { GxSim, type ServiceSpec } from "./victron_services.ts";
 
 export const PORTAL_ID = "e0ff50a097c0";
 /** The login of a Gx's own client and bridge on a broker that checks logins. */

@@ -9,7 +9,7 @@ import message from "dbus-next/lib/message.js";
 import { Buffer } from "node:buffer";
 import { decodeMessage, encodeMessage } from "../../lib/dbus_wire.ts";
 import type { Variant } from "../../lib/values.ts";
-import { toDbusNext } from "../../scripts/gx_sim.ts";
+import { toDbusNext } from "./victron_services.ts";
 
 /** A signal with this body, as dbus-next puts it on the bus. */
 export function dbusNextBytes(signature: string, body: unknown[]): Uint8Array {

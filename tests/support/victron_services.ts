@@ -6,22 +6,16 @@
  * GetValue, and one that only answers Introspect. Shared by tests, demo and
  * benchmark; it can load the capture of a real GX.
  *
- *   deno run -A scripts/gx_sim.ts --dbus unix:path=/tmp/bus [--capture file.jsonl]
+ *   deno run -A tests/support/victron_services.ts --dbus unix:path=/tmp/bus [--capture file.jsonl]
  */
 import { Buffer } from "node:buffer";
 import { readFileSync } from "node:fs";
 import dbus from "dbus-next";
 // dbus-next's own codec, for GetItems answers from a cache (see `cacheGetItems`).
 import compat from "dbus-next/lib/marshall-compat.js";
-import { encodeMessage, MessageType } from "../lib/dbus_wire.ts";
-import {
-  parseSignature,
-  parseTypedJson,
-  type SignatureType,
-  toVariant,
-  type TypedJson,
-  type Variant,
-} from "../lib/values.ts";
+import { encodeMessage, MessageType } from "../../lib/dbus_wire.ts";
+import { parseSignature, type SignatureType } from "../../lib/dbus_signature.ts";
+import { parseTypedJson, toVariant, type TypedJson, type Variant } from "../../lib/values.ts";
 
 const { Message, Variant: DbusVariant } = dbus;
 type Message = InstanceType<typeof Message>;
@@ -380,7 +374,7 @@ function textOf(value: Variant): string {
 // ------------------------------------------------------------ the capture
 
 /** The capture of a real GX (see data/README.md): 22 services, 2,306 paths. */
-export const CAPTURE_FILE = new URL("../data/gx-dbus-capture.jsonl", import.meta.url);
+export const CAPTURE_FILE = new URL("../../data/gx-dbus-capture.jsonl", import.meta.url);
 
 /** The services of a capture (`gx-dbus-capture.jsonl`), values typed as on the GX. */
 export function loadCapture(file: string | URL = CAPTURE_FILE): ServiceSpec[] {
@@ -472,12 +466,12 @@ if (import.meta.main) {
   const args = Deno.args;
   const address = args[args.indexOf("--dbus") + 1];
   if (!args.includes("--dbus") || !address) {
-    console.error("usage: gx_sim.ts --dbus <address> [--capture <file>]");
+    console.error("usage: victron_services.ts --dbus <address> [--capture <file>]");
     Deno.exit(2);
   }
   const capture = args.includes("--capture") ? args[args.indexOf("--capture") + 1] : undefined;
   const specs = loadCapture(capture ?? CAPTURE_FILE);
   await GxSim.start(address, specs);
   const paths = specs.reduce((n, s) => n + Object.keys(s.items).length, 0);
-  console.error(`gx_sim: ${specs.length} services, ${paths} paths on ${address}`);
+  console.error(`victron_services: ${specs.length} services, ${paths} paths on ${address}`);
 }

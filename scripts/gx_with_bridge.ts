@@ -3,7 +3,7 @@
  * a private dbus-daemon, a broker, the services, and the bridge as users
  * start it, with its startup line already printed.
  */
-import { GxSim, type ServiceSpec } from "./gx_sim.ts";
+import { GxSim, type ServiceSpec } from "../tests/support/victron_services.ts";
 import { BridgeProcess } from "../tests/support/bridge.ts";
 import { type Broker, startBroker } from "../tests/support/broker.ts";
 import { type DbusDaemon, startDbusDaemon } from "../tests/support/dbus_daemon.ts";

@@ -8,12 +8,8 @@ import dbus from "dbus-next";
 import fc from "fast-check";
 import { parseRequest } from "../lib/topics.ts";
 import { decodeMessage, encodeMessage, FramingError, MessageFramer } from "../lib/dbus_wire.ts";
-import {
-  parseSignatures,
-  parseTypedJson,
-  type Variant,
-  writePayloadToVariant,
-} from "../lib/values.ts";
+import { parseSignatures } from "../lib/dbus_signature.ts";
+import { parseTypedJson, type Variant, writePayloadToVariant } from "../lib/values.ts";
 import { dbusNextBytes, dbusNextReads, wireJson } from "./support/wire.ts";
 
 const { Variant: DbusVariant } = dbus;
