@@ -32,7 +32,7 @@ import dbus from "dbus-next";
 import mqtt from "mqtt";
 import { GxSim, type ServiceSpec } from "../tests/support/victron_services.ts";
 import { flag, flags } from "./args.ts";
-import { cpuMs, rssMb } from "./proc_stats.ts";
+import { cpuMs, rssMb, sleeps, wakeUpsSince } from "./proc_stats.ts";
 import { BridgeProcess } from "../tests/support/bridge.ts";
 import { startBroker } from "../tests/support/broker.ts";
 import { startDbusDaemon } from "../tests/support/dbus_daemon.ts";
@@ -60,12 +60,15 @@ interface LoadResult {
   p99Ms: number;
   cpuMsPer1k: number;
   cpuMsPerS: number;
+  /** The bridge's threads waking up, per second (see `sleeps`). */
+  wakeUpsPerS: number;
 }
 
 /** CPU of a bridge nobody keeps alive, with nothing changing and at a steady rate. */
 interface AsleepResult {
   rate: number;
   cpuMsPerS: number;
+  wakeUpsPerS: number;
 }
 
 interface BridgeResult {
@@ -251,7 +254,7 @@ async function measureAsleep(command: string): Promise<AsleepResult[]> {
     await sleep(1000);
     const results: AsleepResult[] = [];
     for (const rate of ASLEEP_RATES) {
-      const cpu0 = cpuMs(bridge.pid);
+      const [cpu0, sleeps0] = [cpuMs(bridge.pid), sleeps(bridge.pid)];
       const t0 = performance.now();
       await sendSteadily(
         rate,
@@ -259,7 +262,11 @@ async function measureAsleep(command: string): Promise<AsleepResult[]> {
         () => changeOne(performance.timeOrigin + performance.now()),
       );
       const elapsed = (performance.now() - t0) / 1000;
-      results.push({ rate, cpuMsPerS: (cpuMs(bridge.pid) - cpu0) / elapsed });
+      results.push({
+        rate,
+        cpuMsPerS: (cpuMs(bridge.pid) - cpu0) / elapsed,
+        wakeUpsPerS: wakeUpsSince(bridge.pid, sleeps0) / elapsed,
+      });
     }
     return results;
   } finally {
@@ -311,7 +318,7 @@ async function sustain(load: Load, pid: number): Promise<LoadResult> {
   };
   const last = new Map<string, number>();
   let batchNo = 0;
-  const cpu0 = cpuMs(pid);
+  const [cpu0, sleeps0] = [cpuMs(pid), sleeps(pid)];
   const t0 = performance.now();
   let sent = 0;
   if (load.steady) {
@@ -351,6 +358,7 @@ async function sustain(load: Load, pid: number): Promise<LoadResult> {
   const arrived = () => [...last].every(([topic, stamp]) => holds(topic, stamp));
   await until(arrived, 15_000, "").catch(() => {});
   const cpu = cpuMs(pid) - cpu0;
+  const wakeUps = wakeUpsSince(pid, sleeps0);
   const cpuSeconds = (performance.now() - t0) / 1000;
   onMessage = () => {};
   const lost = [...last].filter(([topic, stamp]) => !holds(topic, stamp));
@@ -378,6 +386,7 @@ async function sustain(load: Load, pid: number): Promise<LoadResult> {
     p99Ms: p99,
     cpuMsPer1k: sent ? (cpu / sent) * 1000 : NaN,
     cpuMsPerS: cpu / cpuSeconds,
+    wakeUpsPerS: wakeUps / cpuSeconds,
   };
 }
 
@@ -453,7 +462,7 @@ function print(results: BridgeResult[]): void {
         `   full publish: ${n(r.fullPublishS, 2)} s   RSS: peak ${n(r.peakRssMb)}, ` +
         `end ${n(r.endRssMb)} MB`,
     );
-    const widths = [24, 7, 9, 7, 7, 7, 10];
+    const widths = [24, 7, 9, 7, 7, 7, 10, 11];
     if (r.loads.length) {
       console.log(
         row(["load", "sent/s", "received", "lost", "p50 ms", "p99 ms", "CPU ms/1k"], widths),
@@ -470,7 +479,16 @@ function print(results: BridgeResult[]): void {
     if (r.steady.length) {
       console.log(
         row(
-          ["steady, alive", "sent/s", "received", "lost", "p50 ms", "p99 ms", "CPU ms/s"],
+          [
+            "steady, alive",
+            "sent/s",
+            "received",
+            "lost",
+            "p50 ms",
+            "p99 ms",
+            "CPU ms/s",
+            "wake-ups/s",
+          ],
           widths,
         ),
       );
@@ -478,13 +496,27 @@ function print(results: BridgeResult[]): void {
     for (const l of r.steady) {
       console.log(
         row(
-          [l.load, l.sentPerS, l.received, l.lostPaths, n(l.p50Ms), n(l.p99Ms), n(l.cpuMsPerS)],
+          [
+            l.load,
+            l.sentPerS,
+            l.received,
+            l.lostPaths,
+            n(l.p50Ms),
+            n(l.p99Ms),
+            n(l.cpuMsPerS),
+            n(l.wakeUpsPerS),
+          ],
           widths,
         ),
       );
     }
     for (const a of r.asleep) {
-      console.log(row([`${a.rate}/s steady, asleep`, "", "", "", "", "", n(a.cpuMsPerS)], widths));
+      console.log(
+        row(
+          [`${a.rate}/s steady, asleep`, "", "", "", "", "", n(a.cpuMsPerS), n(a.wakeUpsPerS)],
+          widths,
+        ),
+      );
     }
   }
   console.log(
