@@ -2,19 +2,24 @@
  * dbus-mqtt: publishes the Victron D-Bus on MQTT and serves read, write and
  * keep-alive requests. The story: options -> D-Bus and broker -> scan -> react
  * to bus signals and MQTT requests until stopped. `dbus-mqtt watch` is the
- * other side: a terminal client that shows what a bridge publishes.
+ * other side: a terminal client that shows what a bridge publishes; `dbus-mqtt
+ * read` and `write` send one request and print its answer.
  *
  * This file is the program's entry point under Deno, under Node and as the
  * bundle: it always runs `main`.
  */
 import process from "node:process";
+import { type Answer, answerPayload, responseTopicProblem } from "./lib/answers.ts";
+import { ask } from "./lib/ask.ts";
 import { KeepAlive } from "./lib/keepalive.ts";
 import { UnsendableError } from "./lib/dbus_wire.ts";
 import { createLogger, type Logger, shown } from "./lib/log.ts";
-import { MqttLink } from "./lib/mqtt_link.ts";
+import { type IncomingRequest, MqttLink } from "./lib/mqtt_link.ts";
 import {
+  type AskOptions,
   type Options,
   OptionsError,
+  parseAskOptions,
   parseOptions,
   parseWatchOptions,
   type WatchOptions,
@@ -35,6 +40,7 @@ import { payload, writePayloadToVariant } from "./lib/values.ts";
 import {
   type ItemValues,
   MAX_ITEMS_PER_SERVICE,
+  type ReadValue,
   type ScannedItems,
   VictronBus,
 } from "./lib/victron_bus.ts";
@@ -48,10 +54,13 @@ const lenientUtf8 = new TextDecoder();
 
 async function main(args: string[]): Promise<number> {
   const write = (text: string) => process.stdout.write(text);
-  let options: Options | WatchOptions | undefined;
+  const [command, ...rest] = args;
+  let options: Options | WatchOptions | AskOptions | undefined;
   try {
-    options = args[0] === "watch"
-      ? parseWatchOptions(args.slice(1), process.env, write)
+    options = command === "watch"
+      ? parseWatchOptions(rest, process.env, write)
+      : command === "read" || command === "write"
+      ? parseAskOptions(command, rest, process.env, write)
       : parseOptions(args, process.env, write);
   } catch (error) {
     if (!(error instanceof OptionsError)) throw error;
@@ -59,6 +68,7 @@ async function main(args: string[]): Promise<number> {
     return 2;
   }
   if (!options) return 0;
+  if ("kind" in options) return await ask(options);
   if (!("dbusAddress" in options)) return await watch(options);
   const log = createLogger(options.logLevel);
   const portalId = options.portalId ?? discoverPortalId(process.env);
@@ -132,6 +142,12 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
       connected,
       request,
       problem: (message) => log.warn("mqtt", message),
+      fellBack: () =>
+        log.warn(
+          "mqtt",
+          "the broker does not speak MQTT 5; using 3.1.1: requests get no answers, and a " +
+            "retained W is refused only when the broker replays it",
+        ),
     },
   );
 
@@ -296,37 +312,72 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     if (keepAlive.alive) publishAll();
   }
 
-  function request(rawTopic: string, body: Uint8Array, retained: boolean): void {
+  /** Answers the request (MQTT 5), once; undefined when it asked for no answer. */
+  type Reply = ((answer: Answer) => void) | undefined;
+
+  function request(incoming: IncomingRequest): void {
     // The topic as log lines show it: escaped and cut, as it comes from anyone.
-    const topic = shown(rawTopic);
-    const req = parseRequest(rawTopic, portalId);
-    if (typeof req === "string") {
-      log.warn("request", `${topic}: ${req}; ignored`);
-      return;
-    }
-    if (retained) {
-      log.warn("request", `${topic}: retained requests are replayed at every connect; ignored`);
-      return;
+    const topic = shown(incoming.topic);
+    const reply = replyTo(topic, incoming);
+    const req = parseRequest(incoming.topic, portalId);
+    if (typeof req === "string") return fail(reply, "request", topic, `${req}; ignored`);
+    if (incoming.retained) {
+      return fail(
+        reply,
+        "request",
+        topic,
+        "retained requests are replayed at every connect; ignored",
+      );
     }
     log.debug("request", topic);
+    const body = incoming.payload;
     switch (req.kind) {
       case "keepalive":
-        keepAlive.onKeepAlive(lenientUtf8.decode(body.subarray(0, MAX_PAYLOAD_BYTES)));
+        keepAlive.onKeepAlive(lenientUtf8.decode(body.subarray(0, MAX_PAYLOAD_BYTES)), reply);
         // A read of the Serial is also a keep-alive; without a system service, the Serial is ours.
-        if (req.read && state.byDevice("system", 0)) read(topic, req.read);
+        if (req.read && state.byDevice("system", 0)) read(topic, req.read, undefined);
         return;
       case "read":
         keepAlive.onItemRequest();
-        return void read(topic, req);
+        return void read(topic, req, reply);
       case "write":
         keepAlive.onItemRequest();
-        return void write(topic, req, body);
+        return void write(topic, req, body, reply);
     }
   }
 
-  function target(topic: string, req: ItemRequest): Service | undefined {
+  /**
+   * How this request is answered: on its Response Topic with its Correlation
+   * Data (MQTT 5), at most once; without a Response Topic, not at all.
+   */
+  function replyTo(topic: string, incoming: IncomingRequest): Reply {
+    const { responseTopic, correlationData } = incoming;
+    if (responseTopic === undefined || !link.v5) return undefined;
+    const problem = responseTopicProblem(responseTopic);
+    if (problem) {
+      log.warn(
+        "request",
+        `${topic}: response topic ${shown(responseTopic)}: ${problem}; no answer`,
+      );
+      return undefined;
+    }
+    let answered = false;
+    return (answer) => {
+      if (answered) return;
+      answered = true;
+      link.publishEvent(responseTopic, answerPayload(answer), correlationData);
+    };
+  }
+
+  /** The request cannot be done: a log line, and the same words as its answer. */
+  function fail(reply: Reply, context: string, topic: string, why: string): void {
+    log.warn(context, `${topic}: ${why}`);
+    reply?.({ status: "error", error: why });
+  }
+
+  function target(topic: string, req: ItemRequest, reply: Reply): Service | undefined {
     const service = state.byDevice(req.type, req.instance);
-    if (!service) log.warn("request", `${topic}: no service ${shown(req.type)}/${req.instance}`);
+    if (!service) fail(reply, "request", topic, `no service ${shown(req.type)}/${req.instance}`);
     return service;
   }
 
@@ -334,14 +385,14 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
    * A fresh GetValue of the item, or of every item beneath the path when it
    * names a sub-tree (`settings/0/Settings`), each published as it arrives.
    */
-  async function read(topic: string, req: ItemRequest): Promise<void> {
-    const service = target(topic, req);
+  async function read(topic: string, req: ItemRequest, reply: Reply): Promise<void> {
+    const service = target(topic, req, reply);
     if (!service) return;
     const single = service.items.has(req.path);
     const paths = single ? [req.path] : subTree(service, req.path);
     if (paths.length === 0) {
-      log.warn("read", `${topic}: ${service.name} has no path or sub-tree ${shown(req.path)}`);
-      return;
+      const why = `${service.name} has no path or sub-tree ${shown(req.path)}`;
+      return fail(reply, "read", topic, why);
     }
     let replies;
     try {
@@ -349,20 +400,31 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
         ? [bus.getValue(service.owner, req.path, true)]
         : bus.readTree(service.owner, paths);
     } catch (error) {
-      log.warn("read", `${topic}: ${(error as Error).message}`);
-      return;
+      return fail(reply, "read", topic, (error as Error).message);
     }
-    const results = await Promise.allSettled(paths.map(async (path, i) => {
-      const reply = await replies[i];
-      state.set(service, path, reply.json, reply.seq);
-      const item = service.items.get(path);
-      if (item) publishItem(item);
-    }));
+    const results = await Promise.allSettled(
+      paths.map(async (path, i) => fresh(service, path, await replies[i])),
+    );
     const failed = results.filter((r) => r.status === "rejected");
     if (failed.length > 0) {
       const more = paths.length > 1 ? ` (${failed.length} of ${paths.length} paths)` : "";
-      log.warn("read", `${topic}: ${(failed[0].reason as Error).message}${more}`);
+      return fail(reply, "read", topic, `${(failed[0].reason as Error).message}${more}`);
     }
+    const values = results.map((r, i) => [paths[i], (r as PromiseFulfilledResult<string>).value]);
+    reply?.(
+      single ? { status: "ok", value: values[0][1] } : {
+        status: "ok",
+        values: values as Array<[string, string]>,
+      },
+    );
+  }
+
+  /** A value just read from the service: recorded, published, and returned as published. */
+  function fresh(service: Service, path: string, value: ReadValue): string {
+    state.set(service, path, value.json, value.seq);
+    const item = service.items.get(path);
+    if (item) publishItem(item);
+    return item?.json ?? value.json;
   }
 
   function subTree(service: Service, path: string): string[] {
@@ -374,21 +436,19 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     topic: string,
     req: ItemRequest,
     body: Uint8Array,
+    reply: Reply,
   ): Promise<void> {
     if (options.readOnly) {
-      log.warn("write", `${topic}: refused, the bridge is read-only (--read-only)`);
-      return;
+      return fail(reply, "write", topic, "refused, the bridge is read-only (--read-only)");
     }
     const name = itemName(req.type, req.instance, req.path);
     if (options.allowWrite.length && !options.allowWrite.some((p) => matchesFilter(p, name))) {
-      log.warn("write", `${topic}: refused, ${name} matches no --allow-write pattern`);
-      return;
+      return fail(reply, "write", topic, `refused, ${name} matches no --allow-write pattern`);
     }
-    const service = target(topic, req);
+    const service = target(topic, req, reply);
     if (!service) return;
     if (!service.items.has(req.path)) {
-      log.warn("write", `${topic}: ${service.name} has no path ${shown(req.path)}`);
-      return;
+      return fail(reply, "write", topic, `${service.name} has no path ${shown(req.path)}`);
     }
     let value;
     try {
@@ -397,20 +457,39 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
       }
       value = writePayloadToVariant(utf8.decode(body));
     } catch (error) {
-      log.warn("write", `${topic}: ${(error as Error).message}; not written`);
-      return;
+      return fail(reply, "write", topic, `${(error as Error).message}; not written`);
     }
+    let result;
     try {
-      const result = await bus.setValue(service.owner, req.path, value);
-      if (result !== 0) {
-        log.warn(
-          "write",
-          `${topic}: ${service.name} refused the value (SetValue returned ${result})`,
-        );
-      }
+      result = await bus.setValue(service.owner, req.path, value);
     } catch (error) {
       const sent = !(error instanceof UnsendableError);
-      log.warn("write", `${topic}: ${(error as Error).message}${sent ? "" : "; not written"}`);
+      return fail(
+        reply,
+        "write",
+        topic,
+        `${(error as Error).message}${sent ? "" : "; not written"}`,
+      );
+    }
+    if (result !== 0) {
+      log.warn(
+        "write",
+        `${topic}: ${service.name} refused the value (SetValue returned ${result})`,
+      );
+      return reply?.({ status: "refused", code: result });
+    }
+    if (!reply) return;
+    // The answer carries the value as the service now has it (it may have clipped it).
+    try {
+      const value = await bus.getValue(service.owner, req.path, true);
+      reply({ status: "ok", value: fresh(service, req.path, value) });
+    } catch (error) {
+      fail(
+        reply,
+        "write",
+        topic,
+        `written, but reading it back failed: ${(error as Error).message}`,
+      );
     }
   }
 

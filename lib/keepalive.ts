@@ -7,6 +7,8 @@
  * tests run on a fake clock.
  */
 
+import type { Answer } from "./answers.ts";
+
 /** What the keep-alive asks of the bridge. */
 export interface KeepAliveActions {
   /** The first request after a quiet spell. */
@@ -41,6 +43,8 @@ const systemClock: Clock = {
 export const HEARTBEAT_MS = 3000;
 /** Echo tokens longer than this are not echoed (clients use short ones, e.g. a UUID). */
 const MAX_ECHO_LENGTH = 1024;
+/** MQTT 5 answers waiting for the next full republish; the oldest are answered with an error. */
+const MAX_WAITING_ANSWERS = 10_000;
 
 export class KeepAlive {
   #alive: boolean;
@@ -48,6 +52,7 @@ export class KeepAlive {
   #deadline = -Infinity;
   readonly #limiter = new RepublishLimiter();
   readonly #echoes = new WaitingEchoes();
+  readonly #answers: Array<(answer: Answer) => void> = [];
   #cancelBeat?: () => void;
   #cancelExpiry?: () => void;
   /** Set while a full republish waits for the rate limit. */
@@ -78,15 +83,28 @@ export class KeepAlive {
   /**
    * A keep-alive (`R/<id>/keepalive`, or a read of `system/0/Serial`) with its
    * payload: plain, or `{"keepalive-options": [...]}`. It republishes unless
-   * it asks not to; one that wakes the bridge always does.
+   * it asks not to; one that wakes the bridge always does. `answer` (MQTT 5)
+   * is told once: after the full publish, or at once when there is none.
    */
-  onKeepAlive(payload: string): void {
+  onKeepAlive(payload: string, answer?: (answer: Answer) => void): void {
     const asked = parseKeepAliveOptions(payload);
     if (asked.echo !== undefined && asked.echo.length > MAX_ECHO_LENGTH) {
       this.actions.problem(`echo token over ${MAX_ECHO_LENGTH} characters; not echoed`);
       asked.echo = undefined;
     }
-    if (this.#renew() || asked.republish) this.#fullPublish(asked.echo);
+    if (!this.#renew() && !asked.republish) return answer?.({ status: "ok" });
+    if (answer) this.#waitForFullPublish(answer);
+    this.#fullPublish(asked.echo);
+  }
+
+  #waitForFullPublish(answer: (answer: Answer) => void): void {
+    this.#answers.push(answer);
+    if (this.#answers.length > MAX_WAITING_ANSWERS) {
+      this.#answers.shift()!({
+        status: "error",
+        error: `over ${MAX_WAITING_ANSWERS} keep-alives wait for a full publish; this one dropped`,
+      });
+    }
   }
 
   /** A read or write of an item: it renews the interval, and republishes only when it wakes. */
@@ -129,6 +147,9 @@ export class KeepAlive {
     this.actions.publishAll();
     const echoed = this.#echoes.take();
     for (const e of echoed.length ? echoed : [undefined]) this.actions.completed(seconds(now), e);
+    for (const answer of this.#answers.splice(0)) {
+      answer({ status: "ok", fullPublishCompleted: seconds(now) });
+    }
   }
 
   #startHeartbeat(): void {

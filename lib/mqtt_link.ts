@@ -1,17 +1,18 @@
 /**
- * The broker connection: connects (and reconnects by itself), hands incoming
- * requests to the bridge, and publishes with coalescing: a topic queued
- * several times before the next flush goes out once, with its latest payload.
- * When busy it flushes at most every FLUSH_MS, all messages in one write.
- * Nothing is queued while the broker is away; the bridge republishes what the
- * keep-alive calls for when it is back. While the broker is slower than the
- * bus, messages wait here (coalesced) until the socket has drained.
+ * The broker connection: connects (MQTT 5, or 3.1.1 with a broker that does
+ * not speak 5) and reconnects by itself, hands incoming requests to the
+ * bridge, and publishes with coalescing: a topic queued several times before
+ * the next flush goes out once, with its latest payload. When busy it flushes
+ * at most every FLUSH_MS, all messages in one write. Nothing is queued while
+ * the broker is away; the bridge republishes what the keep-alive calls for
+ * when it is back. While the broker is slower than the bus, messages wait
+ * here (coalesced) until the socket has drained.
  */
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import mqtt from "mqtt";
-import { encodePublishes, type Publish } from "./mqtt_packets.ts";
+import { encodePublishes, MQTT_3_1_1, type PacketRules, type Publish } from "./mqtt_packets.ts";
 import { shown } from "./log.ts";
 import type { BrokerOptions } from "./options.ts";
 
@@ -32,28 +33,65 @@ const MAX_WAITING_EVENTS = 20_000;
 /** Reconnect attempts start this often and back off to the maximum. */
 const RECONNECT_MS = 1000;
 const MAX_RECONNECT_MS = 8000;
+/**
+ * MQTT 5: the largest packet the broker may send us. A valid request is far
+ * smaller (a 64 KiB payload at most, see main.ts); the broker drops larger
+ * ones instead of making the bridge read them whole.
+ */
+export const MAX_INCOMING_PACKET_BYTES = 256 * 1024;
+/**
+ * What a broker that does not speak MQTT 5 answers a v5 CONNECT with: 3.1.1's
+ * "unacceptable protocol version" (Mosquitto 1.5, aedes), or 5's own code.
+ */
+const UNSUPPORTED_PROTOCOL = new Set([1, 132]);
 
-/** How every client of ours connects: MQTT 3.1.1, clean session, reconnecting by itself. */
-export function connectOptions(options: BrokerOptions, clientId: string): mqtt.IClientOptions {
+/** How every client of ours connects: clean session, reconnecting by itself. */
+export function connectOptions(
+  options: BrokerOptions,
+  clientId: string,
+  protocolVersion: 4 | 5 = 4,
+): mqtt.IClientOptions {
   return {
     clientId,
     username: options.mqttUser,
     password: options.mqttPassword,
     ca: options.mqttCa,
     rejectUnauthorized: !options.insecure,
-    protocolVersion: 4,
+    protocolVersion,
+    ...(protocolVersion === 5 && {
+      properties: { maximumPacketSize: MAX_INCOMING_PACKET_BYTES },
+    }),
     clean: true,
     reconnectPeriod: RECONNECT_MS,
+    // A refused CONNECT (a login the broker does not know yet, MQTT 5 unknown
+    // to it) is tried again like a lost connection.
+    reconnectOnConnackError: true,
     connectTimeout: 10_000,
   };
+}
+
+/** An R or W request as it came from the broker. */
+export interface IncomingRequest {
+  topic: string;
+  payload: Uint8Array;
+  /**
+   * The retain flag: under MQTT 5 (Retain As Published) as the client set it;
+   * under 3.1.1 only on a replay of a retained message.
+   */
+  retained: boolean;
+  /** MQTT 5: where the client wants its answer, and what the answer carries back. */
+  responseTopic?: string;
+  correlationData?: Uint8Array;
 }
 
 export interface LinkHandlers {
   /** (Re)connected and subscribed: time to publish what the broker should hold. */
   connected(): void;
-  request(topic: string, payload: Uint8Array, retained: boolean): void;
+  request(request: IncomingRequest): void;
   /** Connection trouble, for the log. */
   problem(message: string): void;
+  /** Said once: the broker speaks only 3.1.1. */
+  fellBack(): void;
 }
 
 export class MqttLink {
@@ -67,6 +105,8 @@ export class MqttLink {
   #flushScheduled = false;
   #lastFlush = -Infinity;
   #wasConnected = false;
+  /** What the current connection speaks; 3.1.1 until a CONNACK says otherwise. */
+  #rules: PacketRules = MQTT_3_1_1;
 
   constructor(
     options: BrokerOptions,
@@ -75,7 +115,7 @@ export class MqttLink {
     private readonly handlers: LinkHandlers,
   ) {
     const clientOptions: mqtt.IClientOptions = {
-      ...connectOptions(options, clientId),
+      ...connectOptions(options, clientId, 5),
       resubscribe: false,
       queueQoSZero: false,
       // mqtt-packet's cache of 65,536 two-byte Buffers costs 5-13 MB RSS
@@ -86,17 +126,27 @@ export class MqttLink {
     this.#client = url.protocol === "mqtt:" || url.protocol === "mqtts:"
       ? new mqtt.MqttClient(socketTo(url, clientOptions), clientOptions)
       : mqtt.connect(options.mqttUrl, clientOptions);
-    this.#client.on("connect", () => this.#onConnect());
+    this.#client.on("connect", (connack) => this.#onConnect(connack));
     // Back off while the broker stays away: 1, 2, 4, then every 8 s.
     this.#client.on("reconnect", () => {
       const options = this.#client.options;
       options.reconnectPeriod = Math.min(MAX_RECONNECT_MS, 2 * options.reconnectPeriod!);
     });
-    this.#client.on(
-      "message",
-      (topic, payload, packet) => handlers.request(topic, payload, packet.retain),
-    );
-    this.#client.on("error", (error) => handlers.problem(error.message));
+    this.#client.on("message", (topic, payload, packet) =>
+      handlers.request({
+        topic,
+        payload,
+        retained: packet.retain,
+        responseTopic: packet.properties?.responseTopic,
+        correlationData: packet.properties?.correlationData,
+      }));
+    this.#client.on("error", (error) => {
+      const code = (error as { code?: unknown }).code;
+      if (this.#client.options.protocolVersion === 5 && UNSUPPORTED_PROTOCOL.has(code as number)) {
+        return this.#fallBack();
+      }
+      handlers.problem(error.message);
+    });
     this.#client.on("offline", () => {
       if (this.#wasConnected) handlers.problem("broker connection lost; reconnecting");
       this.#wasConnected = false;
@@ -105,6 +155,11 @@ export class MqttLink {
 
   get connected(): boolean {
     return this.#client.connected;
+  }
+
+  /** The connection speaks MQTT 5: requests can be answered. */
+  get v5(): boolean {
+    return this.#rules.v5;
   }
 
   /**
@@ -116,12 +171,13 @@ export class MqttLink {
   }
 
   /**
-   * Queues an event (heartbeat, full_publish_completed): never retained, and
-   * each one sent, in order with the values around it.
+   * Queues an event (heartbeat, full_publish_completed, an answer with the
+   * Correlation Data of its request): never retained, and each one sent, in
+   * order with the values around it.
    */
-  publishEvent(topic: string, payload: string): void {
+  publishEvent(topic: string, payload: string, correlationData?: Uint8Array): void {
     if (!this.#client.connected) return;
-    this.#enqueue(++this.#uncoalesced, { topic, payload, retain: false });
+    this.#enqueue(++this.#uncoalesced, { topic, payload, retain: false, correlationData });
     if (this.#uncoalesced - this.#oldestEvent >= MAX_WAITING_EVENTS) {
       this.#queue.delete(this.#oldestEvent++);
       this.#droppedEvents++;
@@ -162,9 +218,10 @@ export class MqttLink {
     }
     this.#lastFlush = performance.now();
     // Every packet of this flush leaves in one write.
-    stream.write(encodePublishes([...this.#queue.values()], (message, why) => {
+    const messages = [...this.#queue.values()];
+    stream.write(encodePublishes(messages, (message, why) => {
       this.handlers.problem(`not published: ${shown(message.topic)}: ${why}`);
-    }));
+    }, this.#rules));
     this.#clear();
     if (this.#droppedEvents > 0) {
       this.handlers.problem(
@@ -180,13 +237,30 @@ export class MqttLink {
     this.#oldestEvent = this.#uncoalesced + 1;
   }
 
-  #onConnect(): void {
+  /** The broker refused MQTT 5: from now on this client speaks 3.1.1. */
+  #fallBack(): void {
+    const options = this.#client.options;
+    options.protocolVersion = 4;
+    delete options.properties;
+    options.reconnectPeriod = RECONNECT_MS;
+    this.handlers.fellBack();
+  }
+
+  #onConnect(connack: mqtt.IConnackPacket): void {
     this.#wasConnected = true;
     // What waited for the old socket is dropped: the bridge publishes anew now.
     this.#flushScheduled = false;
     this.#clear();
+    const v5 = this.#client.options.protocolVersion === 5;
+    this.#rules = {
+      v5,
+      maxPacketBytes: (v5 && connack.properties?.maximumPacketSize) ||
+        MQTT_3_1_1.maxPacketBytes,
+    };
     this.#client.options.reconnectPeriod = RECONNECT_MS;
-    this.#client.subscribe(this.subscriptions, { qos: 0 }, (error) => {
+    // Retain As Published: a W sent with the retain flag keeps it when the
+    // broker delivers it live, so it is refused every time, not only on replay.
+    this.#client.subscribe(this.subscriptions, { qos: 0, rap: v5 }, (error) => {
       if (error) this.handlers.problem(`subscribe failed: ${error.message}`);
       // Only once the broker has the subscription: a client that sees our
       // Serial can then be sure that its requests reach us.

@@ -1,24 +1,40 @@
 /**
- * MQTT 3.1.1 PUBLISH packets at QoS 0, written straight into one buffer for
- * a whole flush: the bridge's values are QoS 0, which needs no packet id and
- * no state, and building them here saves the client library's per-message
- * objects, debug calls and small writes.
+ * PUBLISH packets at QoS 0 (MQTT 3.1.1 or 5), written straight into one
+ * buffer for a whole flush: the bridge's values are QoS 0, which needs no
+ * packet id and no state, and building them here saves the client library's
+ * per-message objects, debug calls and small writes.
  */
 export interface Publish {
   topic: string;
   payload: string;
   retain: boolean;
+  /** MQTT 5: the Correlation Data of the request this message answers. */
+  correlationData?: Uint8Array;
 }
+
+/** How the broker's connection speaks: the protocol, and the largest packet it takes. */
+export interface PacketRules {
+  v5: boolean;
+  /** The broker's Maximum Packet Size (MQTT 5), in bytes. */
+  maxPacketBytes: number;
+}
+
+/** MQTT's own limit: a "remaining length" of 4 x 7 bits, plus the fixed header. */
+const MAX_REMAINING_LENGTH = 0xfffffff;
+export const MQTT_3_1_1: PacketRules = { v5: false, maxPacketBytes: 1 + 4 + MAX_REMAINING_LENGTH };
 
 const PUBLISH = 0x30;
 const RETAIN = 0x01;
+/** MQTT 5's property identifier of Correlation Data (binary data: 2-byte length, bytes). */
+const CORRELATION_DATA = 0x09;
 /** Room for the longest "remaining length" (4 bytes) and the topic's length (2). */
 const HEADER_ROOM = 1 + 4 + 2;
+/** MQTT 5: room for the property length (4) and Correlation Data's identifier and length (3). */
+const PROPERTIES_ROOM = 4 + 3;
 const utf8 = new TextEncoder();
 
-/** MQTT's limits: a topic's length field has 2 bytes, a packet's "remaining length" 4 x 7 bits. */
+/** A topic's length field has 2 bytes. */
 const MAX_TOPIC_BYTES = 0xffff;
-const MAX_REMAINING_LENGTH = 0xfffffff;
 /** Mosquitto drops the connection of a client that publishes a topic deeper than this. */
 const MAX_TOPIC_LEVELS = 200;
 /**
@@ -51,40 +67,72 @@ export function topicProblem(topic: string): string | undefined {
 export function encodePublishes(
   messages: Publish[],
   refused: (message: Publish, why: string) => void,
+  rules: PacketRules = MQTT_3_1_1,
 ): Uint8Array {
   let room = 0;
-  for (const { topic, payload } of messages) {
+  for (const { topic, payload, correlationData } of messages) {
     room += HEADER_ROOM + 3 * (topic.length + payload.length); // UTF-8: <= 3 bytes a UTF-16 unit
+    if (rules.v5) room += PROPERTIES_ROOM + (correlationData?.length ?? 0);
   }
   const out = new Uint8Array(room);
   let at = 0;
   for (const message of messages) {
-    const { topic, payload, retain } = message;
+    const { topic, payload, retain, correlationData } = message;
     const problem = topicProblem(topic);
     if (problem) {
       refused(message, problem);
       continue;
     }
-    // Topic and payload go in first, after room for the longest header; the
-    // header is then written in front of them and the packet closed up.
+    // Topic, properties and payload go in first, after room for the longest
+    // header; the header is then written in front of them and the packet closed up.
     const body = at + HEADER_ROOM;
     const topicBytes = utf8.encodeInto(topic, out.subarray(body)).written;
-    const payloadBytes = utf8.encodeInto(payload, out.subarray(body + topicBytes)).written;
-    const rest = 2 + topicBytes + payloadBytes;
-    if (topicBytes > MAX_TOPIC_BYTES || rest > MAX_REMAINING_LENGTH) {
-      refused(message, topicBytes > MAX_TOPIC_BYTES ? "a topic over 65,535 bytes" : "over 256 MB");
+    let end = body + topicBytes;
+    if (rules.v5) end = writeProperties(out, end, correlationData);
+    end += utf8.encodeInto(payload, out.subarray(end)).written;
+    const rest = 2 + end - body;
+    const size = 1 + varIntBytes(rest) + rest;
+    if (topicBytes > MAX_TOPIC_BYTES || size > rules.maxPacketBytes) {
+      refused(
+        message,
+        topicBytes > MAX_TOPIC_BYTES
+          ? "a topic over 65,535 bytes"
+          : `a packet of ${size} bytes, over the broker's maximum of ${rules.maxPacketBytes}`,
+      );
       continue;
     }
     out[at++] = retain ? PUBLISH | RETAIN : PUBLISH;
-    // "Remaining length": 7 bits a byte, least significant first.
-    for (let n = rest;; n >>= 7) {
-      out[at++] = n > 0x7f ? (n & 0x7f) | 0x80 : n;
-      if (n <= 0x7f) break;
-    }
+    at = writeVarInt(out, at, rest);
     out[at++] = topicBytes >> 8;
     out[at++] = topicBytes & 0xff;
-    out.copyWithin(at, body, body + rest - 2);
-    at += rest - 2;
+    out.copyWithin(at, body, end);
+    at += end - body;
   }
   return out.subarray(0, at);
+}
+
+/** MQTT 5's properties of a PUBLISH: none, or the Correlation Data of an answer. */
+function writeProperties(out: Uint8Array, at: number, correlationData?: Uint8Array): number {
+  if (!correlationData) {
+    out[at] = 0;
+    return at + 1;
+  }
+  at = writeVarInt(out, at, 3 + correlationData.length);
+  out[at++] = CORRELATION_DATA;
+  out[at++] = correlationData.length >> 8;
+  out[at++] = correlationData.length & 0xff;
+  out.set(correlationData, at);
+  return at + correlationData.length;
+}
+
+/** MQTT's Variable Byte Integer: 7 bits a byte, least significant first. */
+function writeVarInt(out: Uint8Array, at: number, n: number): number {
+  for (;; n >>= 7) {
+    out[at++] = n > 0x7f ? (n & 0x7f) | 0x80 : n;
+    if (n <= 0x7f) return at;
+  }
+}
+
+function varIntBytes(n: number): number {
+  return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : 4;
 }

@@ -61,6 +61,17 @@ export interface WatchOptions extends BrokerOptions {
   keepAliveSeconds: number;
 }
 
+/** `dbus-mqtt read` and `dbus-mqtt write`: one request, its answer printed (MQTT 5). */
+export interface AskOptions extends BrokerOptions {
+  kind: "read" | "write";
+  portalId?: string;
+  /** `<type>/<instance>/<path>`. */
+  item: string;
+  /** A write's payload, `{"value": <the JSON as given>}`. */
+  payload: string;
+  timeoutSeconds: number;
+}
+
 export class OptionsError extends Error {}
 
 const PASSWORD_ENV = "DBUS_MQTT_PASSWORD";
@@ -251,6 +262,68 @@ function watchCommand() {
       "after",
       "\nExample:\n  dbus-mqtt watch -q venus.local --filter 'battery/+/#' --filter system/0/Dc/#",
     );
+}
+
+function askCommand(kind: "read" | "write") {
+  const command = new Command()
+    .name(`dbus-mqtt ${kind}`)
+    .description(
+      kind === "read"
+        ? "Reads one item (or a sub-tree) afresh through a bridge and prints the answer: " +
+          'e.g. {"status": "ok", "value": 100}. Exits 0 only when the status is ok. Needs MQTT 5.'
+        : "Writes one item through a bridge and prints the answer: " +
+          '{"status": "ok", "value": <as the service has it now>}, "refused" or "error". ' +
+          "Exits 0 only when the status is ok. Needs MQTT 5.",
+    )
+    .argument(
+      "<item>",
+      "<type>/<instance>/<path>, e.g. settings/0/Settings/CGwacs/AcPowerSetPoint",
+    );
+  // Declared on the same command: parseAskOptions reads the values from `args`.
+  if (kind === "write") {
+    command.argument("[value]", `the value as JSON: -200 (int), -200.0 (double), '"text"'`);
+  }
+  return withBrokerOptions(command)
+    .option("--portal-id <id>", "the GX to ask when the broker serves several")
+    .option("-t, --timeout <seconds>", "how long to wait for the answer", seconds, 10)
+    .addHelpText(
+      "after",
+      `\nExample:\n  dbus-mqtt ${kind} -q venus.local settings/0/Settings/CGwacs/AcPowerSetPoint` +
+        (kind === "write" ? " -- -200" : ""),
+    );
+}
+
+/** Parses `dbus-mqtt read|write` arguments (after the subcommand). */
+export function parseAskOptions(
+  kind: "read" | "write",
+  args: string[],
+  env: Record<string, string | undefined>,
+  write: (text: string) => void,
+): AskOptions | undefined {
+  const command = askCommand(kind);
+  const o = parse(command, args, write);
+  if (!o) return undefined;
+  const [item, value] = command.args;
+  if (!/^[^/+#]+\/\d+\/[^+#]+$/.test(item)) {
+    throw new OptionsError(`'${item}': expected <type>/<instance>/<path> without wildcards`);
+  }
+  if (kind === "write") {
+    if (value === undefined) throw new OptionsError("the value to write is missing");
+    try {
+      JSON.parse(value);
+    } catch {
+      throw new OptionsError(`value '${value}' is not JSON (a string needs quotes: '"text"')`);
+    }
+  }
+  return {
+    ...brokerOptions(o, env),
+    kind,
+    portalId: o.portalId === undefined ? undefined : checkPortalId(o.portalId),
+    item,
+    // As given, not re-serialised: -200 and -200.0 are different D-Bus types.
+    payload: kind === "write" ? `{"value": ${value}}` : "",
+    timeoutSeconds: o.timeout,
+  };
 }
 
 /**

@@ -110,7 +110,7 @@ interface Reply {
 }
 
 /** A value read with GetValue, and the arrival number of its reply. */
-interface ReadValue {
+export interface ReadValue {
   json: string;
   seq: number;
 }

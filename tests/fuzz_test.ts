@@ -1,9 +1,12 @@
 /**
  * Fuzz: random topics and payloads thrown at a running bridge over MQTT; it
- * must still answer a valid read afterwards, and stay up.
+ * must still answer a valid read afterwards, and stay up. Under MQTT 5 every
+ * request for our portal id gets exactly one answer, valid JSON.
  */
-import { strictEqual } from "node:assert";
+import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import fc from "fast-check";
+import { Asker, sleep } from "./support/asker.ts";
+import { brokerKind } from "./support/broker.ts";
 import { PORTAL_ID, pvInverter, withGx } from "./support/gx.ts";
 
 const settings = {
@@ -43,4 +46,43 @@ Deno.test(`a thousand random requests, then the bridge still answers (FUZZ_SEED=
     await gx.assertServing("settings", 0, "/Settings/Gui/Brightness");
     strictEqual(gx.bridge.exited, false);
   });
+});
+
+Deno.test({
+  name: `MQTT 5: random requests each get one answer, valid JSON (FUZZ_SEED=${SEED})`,
+  ignore: brokerKind() !== "mosquitto",
+  async fn() {
+    await withGx({ services: [pvInverter(100), settings] }, async (gx) => {
+      const asker = await Asker.connect(gx.broker.url);
+      try {
+        const samples = fc.sample(fc.tuple(topic, body), { numRuns: 500, seed: SEED });
+        const ours = (t: string) => /^[RW]$/.test(t.split("/")[0]) && t.split("/")[1] === PORTAL_ID;
+        for (const [i, [t, b]] of samples.entries()) {
+          await asker.send(t, b as string, Uint8Array.of(i >> 8, i & 0xff));
+        }
+        const expected = samples.filter(([t]) => ours(t)).length;
+        await gx.client.waitFor(
+          `${expected} answers`,
+          () => asker.answers.length >= expected,
+          15_000,
+        );
+        await sleep(500);
+        const seen = new Set<number>();
+        for (const answer of asker.answers) {
+          const [hi, lo] = answer.correlationData!;
+          const i = (hi << 8) | lo;
+          ok(!seen.has(i), `request ${i} (${samples[i][0]}) answered twice`);
+          seen.add(i);
+          ok(ours(samples[i][0]), `request ${i} (${samples[i][0]}) is not ours`);
+          const status = JSON.parse(answer.payload).status;
+          ok(["ok", "refused", "error"].includes(status), answer.payload);
+        }
+        strictEqual(seen.size, expected);
+        deepStrictEqual(asker.elsewhere, []);
+      } finally {
+        await asker.close();
+      }
+      await gx.assertServing("pvinverter", 20, "/Ac/Power");
+    });
+  },
 });

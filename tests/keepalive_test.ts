@@ -1,4 +1,5 @@
 import { deepStrictEqual, strictEqual } from "node:assert";
+import { type Answer, answerPayload } from "../lib/answers.ts";
 import {
   type Clock,
   HEARTBEAT_MS,
@@ -140,6 +141,40 @@ Deno.test("keep-alive: over the rate limit, one republish later for every echo o
   deepStrictEqual(since(), []);
   clock.advance(1);
   deepStrictEqual(since(), ["all", "completed 1 d", "completed 1 e"]);
+});
+
+Deno.test("keep-alive: answers (MQTT 5) after their full publish, at once when there is none", () => {
+  const { k, clock, since } = keepAlive(60_000);
+  const answers: string[] = [];
+  const answer = (name: string) => (a: Answer) => answers.push(`${name} ${answerPayload(a)}`);
+  clock.advance(5000);
+  k.onKeepAlive("", answer("first"));
+  deepStrictEqual(answers, ['first {"status": "ok", "full-publish-completed": 5}']);
+  k.onKeepAlive('{"keepalive-options": ["suppress-republish"]}', answer("renew"));
+  deepStrictEqual(answers.splice(0), [
+    'first {"status": "ok", "full-publish-completed": 5}',
+    'renew {"status": "ok"}',
+  ]);
+  // Over the rate limit: each answer waits for the republish that covers it, and comes after it.
+  k.onKeepAlive("", answer("b"));
+  k.onKeepAlive("", answer("c"));
+  k.onKeepAlive("", answer("d"));
+  deepStrictEqual(answers.splice(0), [
+    'b {"status": "ok", "full-publish-completed": 5}',
+    'c {"status": "ok", "full-publish-completed": 5}',
+  ]);
+  since();
+  clock.advance(1000);
+  deepStrictEqual(since(), ["all", "completed 6"]);
+  deepStrictEqual(answers.splice(0), ['d {"status": "ok", "full-publish-completed": 6}']);
+});
+
+Deno.test("keep-alive: answers waiting beyond 10,000 are answered at once with an error", () => {
+  const { k } = keepAlive(60_000);
+  const answers: Answer[] = [];
+  for (let i = 0; i < 3 + 10_003; i++) k.onKeepAlive("", (a) => answers.push(a));
+  strictEqual(answers.length, 3 + 3, "three republishes, three dropped");
+  strictEqual(answers.filter((a) => a.status === "error").length, 3);
 });
 
 Deno.test("keep-alive: stop cancels every timer", () => {

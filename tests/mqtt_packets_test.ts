@@ -4,17 +4,22 @@ import { Buffer } from "node:buffer";
 import mqttPacket from "mqtt-packet";
 import { encodePublishes, type Publish } from "../lib/mqtt_packets.ts";
 
-function parse(bytes: Uint8Array): Publish[] {
-  const parser = mqttPacket.parser({ protocolVersion: 4 });
+function parse(bytes: Uint8Array, protocolVersion: 4 | 5 = 4): Publish[] {
+  const parser = mqttPacket.parser({ protocolVersion });
   const packets: Publish[] = [];
   parser.on("packet", (packet) => {
     if (packet.cmd !== "publish") throw new Error(`a ${packet.cmd} packet`);
     deepStrictEqual([packet.qos, packet.dup], [0, false]);
+    const correlationData = packet.properties?.correlationData;
     packets.push({
       topic: packet.topic,
       payload: Buffer.from(packet.payload).toString(),
       retain: packet.retain,
+      ...(correlationData && { correlationData: new Uint8Array(correlationData) }),
     });
+    if (protocolVersion === 5 && !correlationData) {
+      deepStrictEqual(packet.properties ?? {}, {}, "no other property");
+    }
   });
   parser.on("error", (error) => {
     throw error;
@@ -39,3 +44,42 @@ Deno.test("PUBLISH packets of every length class read back as written", () => {
   deepStrictEqual(parse(encodePublishes(messages, unexpected)), messages);
   deepStrictEqual(parse(encodePublishes([], unexpected)), []);
 });
+
+const v5 = { v5: true, maxPacketBytes: 2 ** 28 };
+
+Deno.test("MQTT 5 PUBLISH packets, with and without Correlation Data, read back as written", () => {
+  const messages: Publish[] = [
+    { topic: "N/abc/battery/0/Soc", payload: '{"value": 58.2}', retain: true },
+    { topic: "reply/me", payload: '{"status": "ok"}', retain: false, correlationData: bytes(0) },
+    { topic: "reply/me", payload: "", retain: false, correlationData: bytes(1) },
+    { topic: "reply/Ünï", payload: "x".repeat(200), retain: false, correlationData: bytes(300) },
+    {
+      topic: "reply/max",
+      payload: "y".repeat(20_000),
+      retain: false,
+      correlationData: bytes(65_535),
+    },
+    { topic: "N/abc/x/0/Longer", payload: "z".repeat(3_000_000), retain: true },
+  ];
+  deepStrictEqual(parse(encodePublishes(messages, unexpected, v5), 5), messages);
+});
+
+Deno.test("a packet over the broker's Maximum Packet Size is left out, the rest go", () => {
+  const fits = { topic: "N/abc/a", payload: "x".repeat(80), retain: true };
+  // 1 + 1 (remaining length) + 2 + 7 (topic) + 1 (properties) + 88 = 100 bytes.
+  const exact = { topic: "N/abc/b", payload: "x".repeat(88), retain: true };
+  const over = { topic: "N/abc/c", payload: "x".repeat(89), retain: true };
+  const refused: string[] = [];
+  const out = encodePublishes([fits, over, exact], (m, why) => refused.push(`${m.topic}: ${why}`), {
+    v5: true,
+    maxPacketBytes: 100,
+  });
+  deepStrictEqual(parse(out, 5), [fits, exact]);
+  deepStrictEqual(refused, [
+    "N/abc/c: a packet of 101 bytes, over the broker's maximum of 100",
+  ]);
+});
+
+function bytes(n: number): Uint8Array {
+  return Uint8Array.from({ length: n }, (_, i) => (i * 7 + 1) & 0xff);
+}

@@ -3,7 +3,10 @@
  * task's command line from deno.json, its log lines collected.
  */
 export class BridgeProcess {
+  /** Every line, stdout and stderr. */
   readonly lines: string[] = [];
+  /** The lines of stdout alone (what `read` and `write` print). */
+  readonly stdout: string[] = [];
   readonly #process: Deno.ChildProcess;
   readonly #done: Promise<void>;
 
@@ -17,7 +20,7 @@ export class BridgeProcess {
     }).spawn();
     this.#process.status.then(() => this.exited = true);
     this.#done = Promise.all([
-      this.#collect(this.#process.stdout),
+      this.#collect(this.#process.stdout, this.stdout),
       this.#collect(this.#process.stderr),
     ]).then(() => {});
   }
@@ -55,17 +58,21 @@ export class BridgeProcess {
     return status;
   }
 
-  async #collect(stream: ReadableStream<Uint8Array>): Promise<void> {
+  async #collect(stream: ReadableStream<Uint8Array>, also: string[] = []): Promise<void> {
     let rest = "";
     for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
       const parts = (rest + chunk).split("\n");
       rest = parts.pop()!;
       this.lines.push(...parts);
+      also.push(...parts);
       if (Deno.env.get("BRIDGE_LOG")) {
         for (const part of parts) console.error(`  bridge| ${part}`);
       }
     }
-    if (rest) this.lines.push(rest);
+    if (rest) {
+      this.lines.push(rest);
+      also.push(rest);
+    }
   }
 }
 

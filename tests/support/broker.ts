@@ -28,6 +28,10 @@ export interface BrokerOptions {
   tls?: { certFile: string; keyFile: string };
   /** The only logins the broker lets in (user -> password); none: anyone may connect. */
   users?: Record<string, string>;
+  /** This broker rather than the one brokerKind() picks. */
+  kind?: Broker["kind"];
+  /** Mosquitto's max_packet_size: the largest packet it takes, and tells MQTT 5 clients. */
+  maxPacketBytes?: number;
 }
 
 export async function freePort(): Promise<number> {
@@ -48,8 +52,8 @@ export async function startBroker(options: BrokerOptions = {}): Promise<Broker> 
   const port = options.port ?? await freePort();
   const wsPort = options.websockets ? await freePort() : undefined;
   const tls = options.tls && { ...options.tls, port: await freePort() };
-  const broker = brokerKind() === "mosquitto"
-    ? await startMosquitto(port, wsPort, tls, options.users)
+  const broker = (options.kind ?? brokerKind()) === "mosquitto"
+    ? await startMosquitto(port, wsPort, tls, options.users, options.maxPacketBytes)
     : await startAedes(port, wsPort, tls, options.users);
   if (tls) broker.tlsUrl = `mqtts://127.0.0.1:${tls.port}`;
   if (!announced) {
@@ -83,6 +87,7 @@ async function startMosquitto(
   wsPort?: number,
   tls?: TlsListener,
   users?: Record<string, string>,
+  maxPacketBytes?: number,
 ): Promise<Broker> {
   const dir = await Deno.makeTempDir({ prefix: "dbus-mqtt-broker-" });
   let logins = "allow_anonymous true\n";
@@ -104,6 +109,7 @@ async function startMosquitto(
     `listener ${port} 127.0.0.1\n${logins}persistence false\n` +
       // No dropping of messages to a busy subscriber: tests and the bench count them all.
       "max_queued_messages 0\n" +
+      (maxPacketBytes ? `max_packet_size ${maxPacketBytes}\n` : "") +
       // Mosquitto 2.0's websockets listener cannot bind to one address.
       (wsPort ? `listener ${wsPort}\nprotocol websockets\n` : "") +
       (tls

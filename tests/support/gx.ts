@@ -3,7 +3,7 @@
  * the bridge as its own process, and an MQTT client subscribed to N/<id>/#.
  */
 import { BridgeProcess } from "./bridge.ts";
-import { type Broker, startBroker } from "./broker.ts";
+import { type Broker, type BrokerOptions, startBroker } from "./broker.ts";
 import { type DbusDaemon, startDbusDaemon } from "./dbus_daemon.ts";
 import { TestClient } from "./mqtt_client.ts";
 import { GxSim, type ServiceSpec } from "./victron_services.ts";
@@ -39,6 +39,8 @@ export interface GxOptions {
    * and the bridge started here log in with one of their own.
    */
   users?: Record<string, string>;
+  /** Which broker, and how it is set up, when not the default. */
+  broker?: Pick<BrokerOptions, "kind" | "maxPacketBytes">;
 }
 
 export class Gx {
@@ -54,6 +56,7 @@ export class Gx {
   static async start(options: GxOptions): Promise<Gx> {
     const bus = await startDbusDaemon();
     const broker = await startBroker({
+      ...options.broker,
       websockets: options.websockets,
       tls: options.tls,
       users: options.users && { ...options.users, [GX_LOGIN[0]]: GX_LOGIN[1] },

@@ -49,6 +49,8 @@ export interface ServiceSpec {
   limits?: Record<string, Limits>;
   /** A buggy service: SetValue answers with a D-Bus error of this text. */
   writeError?: string;
+  /** Paths that take any number but keep it within [min, max], as some of Victron's do. */
+  clip?: Record<string, [min: number, max: number]>;
 }
 
 export type Limits = Partial<Record<"Min" | "Max" | "Default", SimValue>>;
@@ -69,6 +71,7 @@ export class SimService {
   readonly style: RootStyle;
   readonly #readOnly: Set<string>;
   readonly #writeError: string | undefined;
+  readonly #clip: Map<string, [number, number]>;
   /**
    * Answer GetItems with the bytes of the last answer until set() or
    * setMany() changes a value (values changed through `items` directly are
@@ -90,6 +93,7 @@ export class SimService {
     this.style = spec.style ?? "GetItems";
     this.#readOnly = new Set(spec.readOnly ?? []);
     this.#writeError = spec.writeError;
+    this.#clip = new Map(Object.entries(spec.clip ?? {}));
     for (const [path, value] of Object.entries(spec.items)) this.items.set(path, asVariant(value));
     for (const [path, limits] of Object.entries(spec.limits ?? {})) {
       this.limits.set(path, limitVariants(limits));
@@ -282,7 +286,14 @@ export class SimService {
           return Message.newError(message as never, "com.victronenergy.Error", this.#writeError);
         }
         if (this.#readOnly.has(path)) return Message.newMethodReturn(message, "i", [1]);
-        this.set(path, written);
+        const range = this.#clip.get(path);
+        const clipped = range && typeof written.value === "number"
+          ? new DbusVariant(
+            written.signature,
+            Math.min(range[1], Math.max(range[0], written.value)),
+          )
+          : written;
+        this.set(path, clipped);
         return Message.newMethodReturn(message, "i", [0]);
       }
     }
