@@ -1,11 +1,14 @@
-import { deepStrictEqual, strictEqual } from "node:assert";
+import { deepStrictEqual, ok, strictEqual } from "node:assert";
 import {
   isBlocked,
   isValidFilter,
+  keepAliveTopic,
   matchesFilter,
+  notificationFilter,
   notificationTopic,
   parseRequest,
   serviceType,
+  shortTopic,
 } from "../lib/topics.ts";
 
 const ID = "e0ff50a097c0";
@@ -82,4 +85,17 @@ Deno.test("MQTT filters: validity and matching", () => {
   strictEqual(matchesFilter("system/0/#", "system/0"), true);
   strictEqual(matchesFilter("system/0/#", "system/1/Dc"), false);
   strictEqual(matchesFilter("#", "anything/at/all"), true);
+});
+
+Deno.test("a client's topics: what a GX publishes, its keep-alive, and items as users write them", () => {
+  strictEqual(notificationFilter(ID), `N/${ID}/#`);
+  strictEqual(notificationFilter("+"), "N/+/#");
+  strictEqual(keepAliveTopic(ID), `R/${ID}/keepalive`);
+  deepStrictEqual(parseRequest(keepAliveTopic(ID), ID), { kind: "keepalive" });
+  strictEqual(
+    shortTopic(notificationTopic(ID, "battery", 512, "/Dc/0/Voltage")),
+    "battery/512/Dc/0/Voltage",
+  );
+  strictEqual(shortTopic(`N/${ID}/heartbeat`), "heartbeat");
+  ok(matchesFilter("battery/+/Dc/#", shortTopic(`N/${ID}/battery/512/Dc/0/Voltage`)));
 });
