@@ -410,13 +410,11 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
       const more = paths.length > 1 ? ` (${failed.length} of ${paths.length} paths)` : "";
       return fail(reply, "read", topic, `${(failed[0].reason as Error).message}${more}`);
     }
-    const values = results.map((r, i) => [paths[i], (r as PromiseFulfilledResult<string>).value]);
-    reply?.(
-      single ? { status: "ok", value: values[0][1] } : {
-        status: "ok",
-        values: values as Array<[string, string]>,
-      },
-    );
+    const values = results.map((r, i): [string, string] => [
+      paths[i],
+      (r as PromiseFulfilledResult<string>).value,
+    ]);
+    reply?.(single ? { status: "ok", value: values[0][1] } : { status: "ok", values });
   }
 
   /** A value just read from the service: recorded, published, and returned as published. */

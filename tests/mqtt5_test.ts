@@ -169,9 +169,15 @@ mqtt5Test("keep-alives answer after their full publish; no Response Topic, no an
   strictEqual(gx.client.value(gx.topic("pvinverter", 20, "/Ac/Power")), 936);
 });
 
-mqtt5Test("a hung service's timeouts and the flood cap are answered as errors", {
+mqtt5Test("--read-only, a hung service's timeouts and the flood cap are answered as errors", {
   services: [pvInverter(936)],
+  args: ["--read-only"],
 }, async (gx, asker) => {
+  const write = await asker.ask(request("W", "pvinverter/20/Ac/Power"), '{"value": 1}');
+  deepStrictEqual(write, {
+    status: "error",
+    error: "refused, the bridge is read-only (--read-only)",
+  });
   gx.sim.get(PV).hang.add("GetValue");
   const reads = Array.from(
     { length: 101 },
