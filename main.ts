@@ -54,7 +54,10 @@ const lenientUtf8 = new TextDecoder();
 
 async function main(args: string[]): Promise<number> {
   const write = (text: string) => process.stdout.write(text);
-  const [command, ...rest] = args;
+  // `deno task start -- <options>` hands its "--" on; it means nothing here.
+  if (args[0] === "--") args = args.slice(1);
+  const [command, ...afterCommand] = args;
+  const rest = afterCommand[0] === "--" ? afterCommand.slice(1) : afterCommand;
   let options: Options | WatchOptions | AskOptions | undefined;
   try {
     options = command === "watch"

@@ -235,7 +235,8 @@ function bridgeCommand() {
       "after",
       "\nExample:\n  dbus-mqtt --dbus tcp:host=192.168.1.5,port=78 " +
         "-q 127.0.0.1 --portal-id e0ff50a097c0 -k 60\n" +
-        "\nWatch the values a bridge publishes: dbus-mqtt watch --help",
+        "\nWatch the values a bridge publishes: dbus-mqtt watch --help" +
+        "\nRead or write one item, its answer printed (MQTT 5): dbus-mqtt read|write --help",
     );
 }
 
@@ -301,7 +302,10 @@ export function parseAskOptions(
   write: (text: string) => void,
 ): AskOptions | undefined {
   const command = askCommand(kind);
-  const o = parse(command, args, write);
+  // A negative value (-200) is the value, not an option: no option starts with a digit.
+  const negative = (arg: string) => /^-[\d.]/.test(arg);
+  const options = args.filter((arg) => !negative(arg) && arg !== "--");
+  const o = parse(command, [...options, "--", ...args.filter(negative)], write);
   if (!o) return undefined;
   const [item, value] = command.args;
   if (!/^[^/+#]+\/\d+\/[^+#]+$/.test(item)) {

@@ -69,4 +69,5 @@ const stop = async () => {
   Deno.exit(0);
 };
 Deno.addSignalListener("SIGINT", stop);
+Deno.addSignalListener("SIGTERM", stop);
 if (Number.isFinite(seconds)) setTimeout(stop, seconds * 1000);

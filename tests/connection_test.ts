@@ -80,10 +80,13 @@ Deno.test("invalid options: one line on stderr, exit code 2; --help and --versio
   ) {
     strictEqual(help.lines.some((l) => l.includes(option)), true, option);
   }
-  const version = new BridgeProcess(["--version"]);
-  strictEqual((await version.status).code, 0);
-  await version.stop();
-  strictEqual(/^\d+\.\d+\.\d+$/.test(version.lines[0]), true);
+  // As `deno task start -- --version` and `deno task watch -- --version` pass them on.
+  for (const args of [["--version"], ["--", "--version"], ["watch", "--", "--version"]]) {
+    const version = new BridgeProcess(args);
+    strictEqual((await version.status).code, 0, args.join(" "));
+    await version.stop();
+    strictEqual(/^\d+\.\d+\.\d+$/.test(version.lines[0]), true, args.join(" "));
+  }
 });
 
 Deno.test("an unreachable bus is a clear error, exit code 1", async () => {

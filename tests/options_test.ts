@@ -1,5 +1,5 @@
 import { deepStrictEqual, strictEqual, throws } from "node:assert";
-import { type Options, OptionsError, parseOptions } from "../lib/options.ts";
+import { type Options, OptionsError, parseAskOptions, parseOptions } from "../lib/options.ts";
 import { macToPortalId } from "../lib/portal_id.ts";
 
 const parse = (args: string[], env: Record<string, string> = {}) =>
@@ -111,4 +111,32 @@ Deno.test("who may write, secrets, client id, password file, TLS checks", () => 
   ) {
     throws(() => parse(args), (e: Error) => e instanceof OptionsError, args.join(" "));
   }
+});
+
+Deno.test("read and write: the item, the value's JSON as typed, negative values without --", () => {
+  const ask = (kind: "read" | "write", args: string[]) => parseAskOptions(kind, args, {}, () => {});
+  const item = "settings/0/Settings/CGwacs/AcPowerSetPoint";
+  for (
+    const args of [[item, "-200.0"], [item, "--", "-200.0"], ["-q", "gx", item, "-200.0"], [
+      "-t",
+      "3",
+      item,
+      "-200.0",
+    ]]
+  ) {
+    const o = ask("write", args)!;
+    deepStrictEqual([o.item, o.payload], [item, '{"value": -200.0}'], args.join(" "));
+  }
+  deepStrictEqual(ask("write", [item, '"text"'])!.payload, '{"value": "text"}');
+  deepStrictEqual(ask("write", ["-t", "3", item, "[1, 2]"])!.timeoutSeconds, 3);
+  deepStrictEqual(ask("read", [item])!.payload, "");
+  for (
+    const args of [[item], [item, "text"], ["settings/x/Y", "1"], ["battery/+/Soc", "1"], [
+      "battery/0",
+      "1",
+    ]]
+  ) {
+    throws(() => ask("write", args), OptionsError, args.join(" "));
+  }
+  throws(() => ask("read", [item, "1"]), OptionsError, "a read takes no value");
 });

@@ -8,6 +8,7 @@ import { ROOT } from "./bridge.ts";
 
 export async function buildBundle(): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "dbus-mqtt-bundle-" });
+  globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
   const output = `${dir}/dbus-mqtt.js`;
   const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
   const task = (config.tasks.bundle as string).split(/\s+/)
