@@ -368,7 +368,11 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     return (answer) => {
       if (answered) return;
       answered = true;
-      link.publishEvent(responseTopic, answerPayload(answer), correlationData);
+      let text = answerPayload(answer);
+      // Too large for the broker (a big sub-tree): an answer that says so, not none.
+      const tooLarge = link.sizeProblem(responseTopic, text, correlationData);
+      if (tooLarge) text = answerPayload({ status: "error", error: `the answer is ${tooLarge}` });
+      link.publishEvent(responseTopic, text, correlationData);
     };
   }
 

@@ -12,7 +12,13 @@ import net from "node:net";
 import type { Duplex } from "node:stream";
 import tls from "node:tls";
 import mqtt from "mqtt";
-import { encodePublishes, MQTT_3_1_1, type PacketRules, type Publish } from "./mqtt_packets.ts";
+import {
+  encodePublishes,
+  MQTT_3_1_1,
+  type PacketRules,
+  packetSizeProblem,
+  type Publish,
+} from "./mqtt_packets.ts";
 import { shown } from "./log.ts";
 import type { BrokerOptions } from "./options.ts";
 
@@ -57,10 +63,7 @@ export function connectOptions(
     password: options.mqttPassword,
     ca: options.mqttCa,
     rejectUnauthorized: !options.insecure,
-    protocolVersion,
-    ...(protocolVersion === 5 && {
-      properties: { maximumPacketSize: MAX_INCOMING_PACKET_BYTES },
-    }),
+    ...protocol(protocolVersion),
     clean: true,
     reconnectPeriod: RECONNECT_MS,
     // A refused CONNECT (a login the broker does not know yet, MQTT 5 unknown
@@ -68,6 +71,13 @@ export function connectOptions(
     reconnectOnConnackError: true,
     connectTimeout: 10_000,
   };
+}
+
+/** MQTT 5, telling the broker the largest packet we take; or 3.1.1. */
+function protocol(version: 4 | 5): Pick<mqtt.IClientOptions, "protocolVersion" | "properties"> {
+  return version === 5
+    ? { protocolVersion: 5, properties: { maximumPacketSize: MAX_INCOMING_PACKET_BYTES } }
+    : { protocolVersion: 4, properties: undefined };
 }
 
 /** An R or W request as it came from the broker. */
@@ -105,6 +115,8 @@ export class MqttLink {
   #flushScheduled = false;
   #lastFlush = -Infinity;
   #wasConnected = false;
+  /** The broker refused MQTT 5 once already (said once). */
+  #fellBack = false;
   /** What the current connection speaks; 3.1.1 until a CONNACK says otherwise. */
   #rules: PacketRules = MQTT_3_1_1;
 
@@ -132,14 +144,17 @@ export class MqttLink {
       const options = this.#client.options;
       options.reconnectPeriod = Math.min(MAX_RECONNECT_MS, 2 * options.reconnectPeriod!);
     });
-    this.#client.on("message", (topic, payload, packet) =>
+    this.#client.on("message", (topic, payload, packet) => {
+      // A property sent twice comes as an array: such a request asked for nothing valid.
+      const { responseTopic, correlationData } = packet.properties ?? {};
       handlers.request({
         topic,
         payload,
         retained: packet.retain,
-        responseTopic: packet.properties?.responseTopic,
-        correlationData: packet.properties?.correlationData,
-      }));
+        responseTopic: typeof responseTopic === "string" ? responseTopic : undefined,
+        correlationData: correlationData instanceof Uint8Array ? correlationData : undefined,
+      });
+    });
     this.#client.on("error", (error) => {
       const code = (error as { code?: unknown }).code;
       if (this.#client.options.protocolVersion === 5 && UNSUPPORTED_PROTOCOL.has(code as number)) {
@@ -148,7 +163,12 @@ export class MqttLink {
       handlers.problem(error.message);
     });
     this.#client.on("offline", () => {
-      if (this.#wasConnected) handlers.problem("broker connection lost; reconnecting");
+      if (this.#wasConnected) {
+        handlers.problem("broker connection lost; reconnecting");
+        // The broker may be another one when it is back: MQTT 5 is tried first every time,
+        // so that one refusal cannot take answers and the retained-W check away for good.
+        this.#speak(5);
+      }
       this.#wasConnected = false;
     });
   }
@@ -168,6 +188,11 @@ export class MqttLink {
    */
   publishValue(topic: string, payload: string, retain: boolean): void {
     if (this.#client.connected) this.#enqueue(topic, { topic, payload, retain });
+  }
+
+  /** Why the broker would refuse this (unretained) message for its size, if it would. */
+  sizeProblem(topic: string, payload: string, correlationData?: Uint8Array): string | undefined {
+    return packetSizeProblem({ topic, payload, retain: false, correlationData }, this.#rules);
   }
 
   /**
@@ -237,13 +262,16 @@ export class MqttLink {
     this.#oldestEvent = this.#uncoalesced + 1;
   }
 
-  /** The broker refused MQTT 5: from now on this client speaks 3.1.1. */
+  /** The broker refused MQTT 5: the next connect speaks 3.1.1, at once. */
   #fallBack(): void {
-    const options = this.#client.options;
-    options.protocolVersion = 4;
-    delete options.properties;
-    options.reconnectPeriod = RECONNECT_MS;
-    this.handlers.fellBack();
+    this.#speak(4);
+    this.#client.options.reconnectPeriod = RECONNECT_MS;
+    if (!this.#fellBack) this.handlers.fellBack();
+    this.#fellBack = true;
+  }
+
+  #speak(version: 4 | 5): void {
+    Object.assign(this.#client.options, protocol(version));
   }
 
   #onConnect(connack: mqtt.IConnackPacket): void {

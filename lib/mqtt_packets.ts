@@ -91,14 +91,11 @@ export function encodePublishes(
     if (rules.v5) end = writeProperties(out, end, correlationData);
     end += utf8.encodeInto(payload, out.subarray(end)).written;
     const rest = 2 + end - body;
-    const size = 1 + varIntBytes(rest) + rest;
-    if (topicBytes > MAX_TOPIC_BYTES || size > rules.maxPacketBytes) {
-      refused(
-        message,
-        topicBytes > MAX_TOPIC_BYTES
-          ? "a topic over 65,535 bytes"
-          : `a packet of ${size} bytes, over the broker's maximum of ${rules.maxPacketBytes}`,
-      );
+    const tooLarge = topicBytes > MAX_TOPIC_BYTES
+      ? "a topic over 65,535 bytes"
+      : sizeProblem(1 + varIntBytes(rest) + rest, rules);
+    if (tooLarge) {
+      refused(message, tooLarge);
       continue;
     }
     out[at++] = retain ? PUBLISH | RETAIN : PUBLISH;
@@ -109,6 +106,23 @@ export function encodePublishes(
     at += end - body;
   }
   return out.subarray(0, at);
+}
+
+/**
+ * Why the broker would refuse this message for its size (MQTT 5's Maximum
+ * Packet Size), or undefined when it fits: for a message worth replacing by
+ * a smaller one rather than leaving out.
+ */
+export function packetSizeProblem(message: Publish, rules: PacketRules): string | undefined {
+  const properties = message.correlationData ? 3 + message.correlationData.length : 0;
+  const rest = 2 + utf8.encode(message.topic).length + utf8.encode(message.payload).length +
+    (rules.v5 ? varIntBytes(properties) + properties : 0);
+  return sizeProblem(1 + varIntBytes(rest) + rest, rules);
+}
+
+function sizeProblem(size: number, rules: PacketRules): string | undefined {
+  if (size <= rules.maxPacketBytes) return undefined;
+  return `a packet of ${size} bytes, over the broker's maximum of ${rules.maxPacketBytes}`;
 }
 
 /** MQTT 5's properties of a PUBLISH: none, or the Correlation Data of an answer. */

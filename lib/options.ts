@@ -11,7 +11,8 @@ import {
 } from "@commander-js/extra-typings";
 import { readFileSync } from "node:fs";
 import { isPortalId, isValidFilter } from "./topics.ts";
-import { LOG_LEVELS, type LogLevel } from "./log.ts";
+import { topicProblem } from "./mqtt_packets.ts";
+import { LOG_LEVELS, type LogLevel, shown } from "./log.ts";
 import { VERSION } from "./version.ts";
 
 /** How to reach the broker; the bridge and `watch` share these options. */
@@ -77,10 +78,13 @@ export class OptionsError extends Error {}
 const PASSWORD_ENV = "DBUS_MQTT_PASSWORD";
 const SYSTEM_BUS_SOCKET = "unix:path=/var/run/dbus/system_bus_socket";
 
+/** Timers hold at most 2^31 - 1 ms: about 24.8 days. */
+const MAX_SECONDS = 2_147_483;
+
 function seconds(text: string): number {
   const value = Number(text);
-  if (!/^\d+(\.\d+)?$/.test(text) || !Number.isFinite(value)) {
-    throw new InvalidArgumentError("expected a number of seconds, e.g. 60");
+  if (!/^\d+(\.\d+)?$/.test(text) || !(value <= MAX_SECONDS)) {
+    throw new InvalidArgumentError(`expected a number of seconds up to ${MAX_SECONDS}, e.g. 60`);
   }
   return value;
 }
@@ -308,9 +312,14 @@ export function parseAskOptions(
   const o = parse(command, [...options, "--", ...args.filter(negative)], write);
   if (!o) return undefined;
   const [item, value] = command.args;
-  if (!/^[^/+#]+\/\d+\/[^+#]+$/.test(item)) {
-    throw new OptionsError(`'${item}': expected <type>/<instance>/<path> without wildcards`);
+  if (!/^[^/+#]+\/\d+\/[^+#]+$/.test(item) || topicProblem(item)) {
+    throw new OptionsError(
+      `'${
+        shown(item)
+      }': expected <type>/<instance>/<path>, without wildcards or control characters`,
+    );
   }
+  if (o.timeout === 0) throw new OptionsError("--timeout 0: nothing could answer in no time");
   if (kind === "write") {
     if (value === undefined) throw new OptionsError("the value to write is missing");
     try {

@@ -1,8 +1,8 @@
 /** The bridge's own PUBLISH packets, read back by the MQTT client library's parser. */
-import { deepStrictEqual } from "node:assert";
+import { deepStrictEqual, strictEqual } from "node:assert";
 import { Buffer } from "node:buffer";
 import mqttPacket from "mqtt-packet";
-import { encodePublishes, type Publish } from "../lib/mqtt_packets.ts";
+import { encodePublishes, packetSizeProblem, type Publish } from "../lib/mqtt_packets.ts";
 
 function parse(bytes: Uint8Array, protocolVersion: 4 | 5 = 4): Publish[] {
   const parser = mqttPacket.parser({ protocolVersion });
@@ -83,3 +83,21 @@ Deno.test("a packet over the broker's Maximum Packet Size is left out, the rest 
 function bytes(n: number): Uint8Array {
   return Uint8Array.from({ length: n }, (_, i) => (i * 7 + 1) & 0xff);
 }
+
+Deno.test("a message's size is known before encoding, as the encoder counts it", () => {
+  const messages: Publish[] = [
+    { topic: "reply/me", payload: '{"status": "ok"}', retain: false },
+    { topic: "reply/Ünï", payload: "é".repeat(100), retain: false, correlationData: bytes(20) },
+    { topic: "r", payload: "y".repeat(200_000), retain: false, correlationData: bytes(300) },
+  ];
+  for (const v5 of [false, true]) {
+    for (const message of messages) {
+      const size = encodePublishes([message], unexpected, { v5, maxPacketBytes: 2 ** 28 }).length;
+      strictEqual(packetSizeProblem(message, { v5, maxPacketBytes: size }), undefined);
+      strictEqual(
+        packetSizeProblem(message, { v5, maxPacketBytes: size - 1 }),
+        `a packet of ${size} bytes, over the broker's maximum of ${size - 1}`,
+      );
+    }
+  }
+});

@@ -38,6 +38,8 @@ Deno.test("bus addresses, broker forms, password from the environment", () => {
 });
 
 Deno.test("invalid options are one-line OptionsErrors", () => {
+  throws(() => parse(["-k", "2147484"]), OptionsError, "beyond what a timer holds");
+  strictEqual(parse(["-k", "2147483"]).keepAliveSeconds, 2147483);
   for (
     const args of [
       ["--nope"],
@@ -139,4 +141,7 @@ Deno.test("read and write: the item, the value's JSON as typed, negative values 
     throws(() => ask("write", args), OptionsError, args.join(" "));
   }
   throws(() => ask("read", [item, "1"]), OptionsError, "a read takes no value");
+  throws(() => ask("read", ["system/0/Dc\u0007"]), OptionsError, "a control character");
+  throws(() => ask("read", ["-t", "0", item]), OptionsError, "no time to answer");
+  throws(() => ask("read", ["-t", "3000000", item]), OptionsError, "beyond what a timer holds");
 });
