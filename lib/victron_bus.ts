@@ -8,6 +8,7 @@
  * than a signal it already applied (promise continuations run after the
  * signals that arrived in the same socket read).
  */
+import { CallSlots } from "./call_slots.ts";
 import { DbusConnection } from "./dbus_connection.ts";
 import { type BodyReader, isObjectPath, type Message, MessageType } from "./dbus_wire.ts";
 import { shown } from "./log.ts";
@@ -30,10 +31,16 @@ const MAX_REQUEST_CALLS_PER_SERVICE = 100;
 /**
  * Calls of one scan or of sub-tree reads that run at once per service: a
  * read of a thousand settings is queued, never dropped, and leaves room for
- * other requests meanwhile. dbus-daemon also refuses more than 128 pending
- * replies per connection by default (max_replies_per_connection).
+ * other requests meanwhile.
  */
 const CALLS_AT_ONCE = 16;
+/**
+ * Our calls that dbus-daemon may hold at once, in all and per service (see
+ * CallSlots): below its 128, with room for the calls of a scan; a hung
+ * service holds at most 16, so seven hung at once still leave room.
+ */
+const CALLS_AT_DAEMON = 112;
+const CALLS_AT_DAEMON_PER_SERVICE = 16;
 /**
  * Sub-tree reads waiting at once per service; beyond that a read is refused.
  * Per service: a hung service must not hold up reads of the others.
@@ -102,6 +109,9 @@ interface PendingCall {
   resolve(reply: Reply): void;
   reject(error: Error): void;
   deadline: number;
+  destination: string;
+  /** Sends the call; returns its serial. */
+  send(): number;
 }
 
 interface Reply {
@@ -139,7 +149,11 @@ export interface ScanResult {
 
 export class VictronBus {
   #seq = 0;
+  /** Calls sent, by serial, until answered or timed out. */
   readonly #pending = new Map<number, PendingCall>();
+  /** Calls not sent yet, in order: the daemon holds as many of ours as it should. */
+  readonly #waiting = new Set<PendingCall>();
+  readonly #slots = new CallSlots(CALLS_AT_DAEMON, CALLS_AT_DAEMON_PER_SERVICE);
   /** Calls for MQTT requests now waiting for their answer, by service. */
   readonly #requestCalls = new Map<string, number>();
   #requestCallsTotal = 0;
@@ -404,31 +418,69 @@ export class VictronBus {
     signature = "",
     body: unknown[] = [],
   ): Promise<Reply> {
-    const serial = this.#connection.call({
-      destination,
-      path,
-      interface: iface,
-      member,
-      signature,
-      body,
-    });
-    this.debug(`call ${destination} ${path} ${member}`);
     // One sweep for every call's timeout: cheaper than a timer per call.
     this.#sweeper ??= setInterval(() => this.#expireCalls(), 250);
     return new Promise((resolve, reject) => {
-      this.#pending.set(serial, { resolve, reject, deadline: Date.now() + CALL_TIMEOUT_MS });
+      const call: PendingCall = {
+        resolve,
+        reject,
+        deadline: Date.now() + CALL_TIMEOUT_MS,
+        destination,
+        send: () => {
+          this.debug(`call ${destination} ${path} ${member}`);
+          return this.#connection.call({
+            destination,
+            path,
+            interface: iface,
+            member,
+            signature,
+            body,
+          });
+        },
+      };
+      // The bus's own methods are answered at once and hold no place at the daemon.
+      if (destination === DBUS || this.#slots.free(destination)) this.#send(call);
+      else this.#waiting.add(call);
     });
+  }
+
+  #send(call: PendingCall): void {
+    const serial = call.send();
+    if (call.destination !== DBUS) this.#slots.sent(serial, call.destination);
+    this.#pending.set(serial, call);
+  }
+
+  /** Places at the daemon came free: calls that waited for one go, in order. */
+  #sendWaiting(): void {
+    for (const call of this.#waiting) {
+      if (!this.#slots.free(call.destination)) continue;
+      this.#waiting.delete(call);
+      this.#send(call);
+    }
   }
 
   #expireCalls(): void {
     const now = Date.now();
+    const timeout = new CallError("Timeout", `no answer within ${CALL_TIMEOUT_MS / 1000} s`);
+    // A call sent keeps its place at the daemon until its reply comes (see CallSlots).
     for (const [serial, call] of this.#pending) {
-      if (call.deadline <= now) {
-        this.#pending.delete(serial);
-        call.reject(new CallError("Timeout", `no answer within ${CALL_TIMEOUT_MS / 1000} s`));
-      }
+      if (call.deadline > now) continue;
+      this.#pending.delete(serial);
+      call.reject(timeout);
     }
-    if (this.#pending.size === 0) {
+    for (const call of this.#waiting) {
+      if (call.deadline > now) continue;
+      this.#waiting.delete(call);
+      const held = this.#slots.held(call.destination);
+      call.reject(
+        new CallError(
+          "Timeout",
+          `no answer within ${CALL_TIMEOUT_MS / 1000} s: not sent, as ${held} calls to this ` +
+            `service are unanswered`,
+        ),
+      );
+    }
+    if (this.#pending.size + this.#waiting.size === 0) {
       clearInterval(this.#sweeper);
       this.#sweeper = undefined;
     }
@@ -437,6 +489,8 @@ export class VictronBus {
   #receive(message: Message): void {
     const seq = ++this.#seq;
     if (message.type === MessageType.METHOD_RETURN || message.type === MessageType.ERROR) {
+      this.#slots.answered(message.replySerial!);
+      this.#sendWaiting();
       const call = this.#pending.get(message.replySerial!);
       if (!call) return;
       this.#pending.delete(message.replySerial!);
@@ -464,6 +518,10 @@ export class VictronBus {
       if (sender !== DBUS) return;
       if (message.signature !== "sss") return;
       const [name, oldOwner, newOwner] = [body.string(), body.string(), body.string()];
+      if (oldOwner && !newOwner) {
+        this.#slots.left(oldOwner);
+        this.#sendWaiting();
+      }
       if (name.startsWith(SERVICE_PREFIX)) this.handlers.ownerChanged(name, oldOwner, newOwner);
       return;
     }

@@ -133,3 +133,33 @@ Deno.test("requests to a service that never answers: calls are capped, the rest 
     report("3k reads to a hung service", gx, worst);
   });
 });
+
+Deno.test("a hung service holds few of dbus-daemon's places: other services and new ones are served", async () => {
+  await withGx({ services }, async (gx) => {
+    gx.sim.get(PV).hang.add("GetValue");
+    // dbus-daemon keeps 128 unanswered calls per connection, and a hung service's calls stay
+    // unanswered after the bridge gave up on them: 2 x 70 reads would fill them all.
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 70; i++) {
+        gx.client.client.publish(`R/${PORTAL_ID}/pvinverter/20/Ac/Power`, "");
+      }
+      await gx.bridge.waitForLine(
+        /\[read\] .*no answer within 5 s/,
+        10_000,
+        gx.bridge.lines.length,
+      );
+    }
+    await gx.assertServing("battery", 256, "/Soc");
+    // A service that appears now is scanned, and served.
+    await gx.sim.add({
+      name: "com.victronenergy.tank.t3",
+      items: { "/DeviceInstance": 3, "/Level": 42 },
+    });
+    await gx.client.waitFor(
+      "the new tank",
+      () => gx.client.value(gx.topic("tank", 3, "/Level")) === 42,
+    );
+    await gx.assertServing("tank", 3, "/Level");
+    strictEqual(gx.bridge.lines.some((l) => /maximum number of pending replies/.test(l)), false);
+  });
+});
