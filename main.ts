@@ -9,7 +9,7 @@
  * bundle: it always runs `main`.
  */
 import process from "node:process";
-import { type Answer, answerPayload, responseTopicProblem } from "./lib/answers.ts";
+import { type Answer, answerPayload, answerProblem } from "./lib/answers.ts";
 import { ask } from "./lib/ask.ts";
 import { KeepAlive } from "./lib/keepalive.ts";
 import { UnsendableError } from "./lib/dbus_wire.ts";
@@ -356,7 +356,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
   function replyTo(topic: string, incoming: IncomingRequest): Reply {
     const { responseTopic, correlationData } = incoming;
     if (responseTopic === undefined || !link.v5) return undefined;
-    const problem = responseTopicProblem(responseTopic);
+    const problem = answerProblem(responseTopic, correlationData);
     if (problem) {
       log.warn(
         "request",

@@ -34,15 +34,28 @@ export function answerPayload(answer: Answer): string {
 }
 
 /**
- * Why the bridge will not answer on this Response Topic, or undefined when
- * it may. The bridge's own topics are refused: an answer there would be a
- * forged value (`N/`), or a request made in the bridge's name (`R/`, `W/`):
- * a client allowed only to read could have a value read back into a write.
- * `$` topics belong to the broker.
+ * Response Topics and Correlation Data longer than this get no answer:
+ * clients use short ones (a UUID), and answers may wait (for a full publish,
+ * for a broker that is behind) by the ten thousand.
  */
-export function responseTopicProblem(topic: string): string | undefined {
+export const MAX_ANSWER_ROUTE_BYTES = 1024;
+
+/**
+ * Why the bridge will not answer on this Response Topic with this
+ * Correlation Data, or undefined when it may. The bridge's own topics are
+ * refused: an answer there would be a forged value (`N/`), or a request made
+ * in the bridge's name (`R/`, `W/`): a client allowed only to read could have
+ * a value read back into a write. `$` topics belong to the broker.
+ */
+export function answerProblem(topic: string, correlationData?: Uint8Array): string | undefined {
   if (/^[NRW]\//.test(topic) || topic.startsWith("$")) {
     return "an N/, R/, W/ or $ topic cannot take answers";
+  }
+  if (topic.length > MAX_ANSWER_ROUTE_BYTES) {
+    return `a response topic over ${MAX_ANSWER_ROUTE_BYTES} characters`;
+  }
+  if ((correlationData?.length ?? 0) > MAX_ANSWER_ROUTE_BYTES) {
+    return `correlation data over ${MAX_ANSWER_ROUTE_BYTES} bytes`;
   }
   return topicProblem(topic);
 }
