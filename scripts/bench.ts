@@ -62,6 +62,8 @@ interface LoadResult {
   cpuMsPerS: number;
   /** The bridge's threads waking up, per second (see `sleeps`). */
   wakeUpsPerS: number;
+  /** The bridge's peak RSS so far (VmHWM), after this load: which load raised it. */
+  peakRssMb: number;
 }
 
 /** CPU of a bridge nobody keeps alive, with nothing changing and at a steady rate. */
@@ -387,6 +389,7 @@ async function sustain(load: Load, pid: number): Promise<LoadResult> {
     cpuMsPer1k: sent ? (cpu / sent) * 1000 : NaN,
     cpuMsPerS: cpu / cpuSeconds,
     wakeUpsPerS: wakeUps / cpuSeconds,
+    peakRssMb: rssMb(pid, "VmHWM"),
   };
 }
 
@@ -462,7 +465,7 @@ function print(results: BridgeResult[]): void {
         `   full publish: ${n(r.fullPublishS, 2)} s   RSS: peak ${n(r.peakRssMb)}, ` +
         `end ${n(r.endRssMb)} MB`,
     );
-    const widths = [24, 7, 9, 7, 7, 7, 10, 11];
+    const widths = [24, 7, 9, 7, 7, 7, 10, 11, 10];
     if (r.loads.length) {
       console.log(
         row(["load", "sent/s", "received", "lost", "p50 ms", "p99 ms", "CPU ms/1k"], widths),
@@ -488,6 +491,7 @@ function print(results: BridgeResult[]): void {
             "p99 ms",
             "CPU ms/s",
             "wake-ups/s",
+            "peak MB",
           ],
           widths,
         ),
@@ -505,6 +509,7 @@ function print(results: BridgeResult[]): void {
             n(l.p99Ms),
             n(l.cpuMsPerS),
             n(l.wakeUpsPerS),
+            n(l.peakRssMb),
           ],
           widths,
         ),
