@@ -243,8 +243,7 @@ export class MqttLink {
     }
     this.#lastFlush = performance.now();
     // Every packet of this flush leaves in one write.
-    const messages = [...this.#queue.values()];
-    stream.write(encodePublishes(messages, (message, why) => {
+    stream.write(encodePublishes([...this.#queue.values()], (message, why) => {
       this.handlers.problem(`not published: ${shown(message.topic)}: ${why}`);
     }, this.#rules));
     this.#clear();

@@ -36,8 +36,9 @@ const MAX_REQUEST_CALLS_PER_SERVICE = 100;
 const CALLS_AT_ONCE = 16;
 /**
  * Our calls that dbus-daemon may hold at once, in all and per service (see
- * CallSlots): below its 128, with room for the calls of a scan; a hung
- * service holds at most 16, so seven hung at once still leave room.
+ * CallSlots): below its 128, which the bus's own methods do not count
+ * against; a hung service holds at most 16, so six hung at once still leave
+ * 16 for the others.
  */
 const CALLS_AT_DAEMON = 112;
 const CALLS_AT_DAEMON_PER_SERVICE = 16;
