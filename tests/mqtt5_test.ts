@@ -129,7 +129,7 @@ mqtt5Test("keep-alives answer after their full publish; no Response Topic, no an
   strictEqual(answer.status, "ok");
   const at = answer["full-publish-completed"] as number;
   ok(at >= before && at <= before + 5, `full-publish-completed ${at}`);
-  // The values came before the answer.
+  // The full publish it answers for did come.
   await gx.client.waitFor(
     "the values",
     () => gx.client.value(gx.topic("pvinverter", 20, "/Ac/Power")) === 936,
