@@ -8,7 +8,8 @@ import { Buffer } from "node:buffer";
 import mqtt from "mqtt";
 import { connectOptions } from "./mqtt_link.ts";
 import type { AskOptions } from "./options.ts";
-import { serialTopic } from "./topics.ts";
+import { shown } from "./log.ts";
+import { isPortalId, serialTopic } from "./topics.ts";
 
 /** Prints the answer (stdout) and resolves to the exit code: 0 only for `"ok"`. */
 export function ask(
@@ -66,11 +67,14 @@ export function ask(
         const data = packet.properties?.correlationData;
         if (!data || !sameBytes(data, correlationData)) return;
         const text = payload.toString();
+        const status = statusOf(text);
+        if (status === undefined) return done(1, `not an answer: ${shown(text)}`);
         print(text);
-        return done(status(text) === "ok" ? 0 : 1);
+        return done(status === "ok" ? 0 : 1);
       }
+      // Anyone may publish a Serial: only a portal id that can be one is taken.
       const portalId = topic.split("/")[1];
-      if (sent) return;
+      if (sent || !isPortalId(portalId)) return;
       say(`found GX ${portalId} (when the broker serves several, pick one with --portal-id)`);
       client.unsubscribe(serialTopic("+"));
       send(portalId);
@@ -88,7 +92,8 @@ export function ask(
   });
 }
 
-function status(answer: string): unknown {
+/** An answer's status; undefined for anything that is not an answer. */
+function statusOf(answer: string): unknown {
   try {
     return JSON.parse(answer)?.status;
   } catch {

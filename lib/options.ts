@@ -10,7 +10,7 @@ import {
   type OptionValues,
 } from "@commander-js/extra-typings";
 import { readFileSync } from "node:fs";
-import { isPortalId, isValidFilter } from "./topics.ts";
+import { isPortalId, isValidFilter, parseRequest } from "./topics.ts";
 import { topicProblem } from "./mqtt_packets.ts";
 import { LOG_LEVELS, type LogLevel, shown } from "./log.ts";
 import { VERSION } from "./version.ts";
@@ -312,20 +312,23 @@ export function parseAskOptions(
   const o = parse(command, [...options, "--", ...args.filter(negative)], write);
   if (!o) return undefined;
   const [item, value] = command.args;
-  if (!/^[^/+#]+\/\d+\/[^+#]+$/.test(item) || topicProblem(item)) {
-    throw new OptionsError(
-      `'${
-        shown(item)
-      }': expected <type>/<instance>/<path>, without wildcards or control characters`,
-    );
-  }
+  // The item is checked as the bridge will parse the request, and as the broker the topic.
+  const request = parseRequest(`R/id/${item}`, "id");
+  const why = typeof request === "string"
+    ? request
+    : request.kind === "keepalive" && !request.read
+    ? "expected <type>/<instance>/<path>"
+    : topicProblem(item);
+  if (why) throw new OptionsError(`'${shown(item)}': ${why}`);
   if (o.timeout === 0) throw new OptionsError("--timeout 0: nothing could answer in no time");
   if (kind === "write") {
     if (value === undefined) throw new OptionsError("the value to write is missing");
     try {
       JSON.parse(value);
     } catch {
-      throw new OptionsError(`value '${value}' is not JSON (a string needs quotes: '"text"')`);
+      throw new OptionsError(
+        `value '${shown(value)}' is not JSON (a string needs quotes: '"text"')`,
+      );
     }
   }
   return {

@@ -142,6 +142,10 @@ Deno.test("read and write: the item, the value's JSON as typed, negative values 
   }
   throws(() => ask("read", [item, "1"]), OptionsError, "a read takes no value");
   throws(() => ask("read", ["system/0/Dc\u0007"]), OptionsError, "a control character");
+  for (const bad of ["keepalive", "battery/007/Soc", "battery/0//Soc", "battery/4294967296/Soc"]) {
+    throws(() => ask("read", [bad]), OptionsError, bad);
+  }
+  strictEqual(ask("read", ["system/0/Serial"])!.item, "system/0/Serial");
   throws(() => ask("read", ["-t", "0", item]), OptionsError, "no time to answer");
   throws(() => ask("read", ["-t", "3000000", item]), OptionsError, "beyond what a timer holds");
 });
