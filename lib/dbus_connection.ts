@@ -7,6 +7,7 @@ import type net from "node:net";
 import process from "node:process";
 import { Buffer } from "node:buffer";
 import { type BusSocket, connectBusSocket } from "./bus_socket.ts";
+import { ReadPacer } from "./read_pacer.ts";
 import {
   decodeMessage,
   encodeMessage,
@@ -164,68 +165,6 @@ export class DbusConnection {
 }
 
 const hex = (text: string) => Buffer.from(text).toString("hex");
-
-/**
- * The latency budget on the bus side (--max-delay): a busy bus is read at
- * most once per `maxDelayMs`, everything queued at once. Each wake-up costs
- * far more than the bridge's work on a message (see README "Performance"),
- * and on a GX every change is a message of its own. After a read the socket
- * rests, not reading, so that messages arriving meanwhile wake no JavaScript
- * (the runtime's I/O thread still wakes for each: strace); then
- * it reads again, and if nothing came it waits as usual: the first message
- * after a quiet spell is read at once.
- *
- * A rest must not outgrow the socket: the kernel holds only ~185 messages
- * written one by one (each takes ~1 KB of the daemon's 208 KB send buffer),
- * and beyond that they wait in dbus-daemon, which then falls behind (measured
- * at 10,000/s). So each rest is cut to what should bring a read's worth
- * (READ_MESSAGES or READ_BYTES) at the rate the last read saw.
- *
- * Answers are never held: it does not rest while a call waits for one, and a
- * call made while it rests wakes it.
- */
-class ReadPacer {
-  #resting = false;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  /** When the last read came: what this one holds came since. */
-  #since = performance.now();
-
-  constructor(
-    private readonly socket: BusSocket,
-    private readonly maxDelayMs: number,
-    private readonly awaitingAnswers: () => boolean,
-  ) {}
-
-  /**
-   * After a read, decided at once: a socket paused later would already have
-   * its next read under way, and that one would take the next message.
-   */
-  afterRead(bytes: number, messages: number): void {
-    const now = performance.now();
-    // How full this read was; the rest that brings a full one at this rate.
-    const fill = Math.max(messages / READ_MESSAGES, bytes / READ_BYTES);
-    const restMs = Math.min(this.maxDelayMs, (now - this.#since) / fill);
-    this.#since = now;
-    // Twice a read's worth (64 KB: a full read buffer): more is waiting in the
-    // daemon, which the rate this read saw underestimates. A flood: read on.
-    const flood = fill >= 2;
-    if (this.#resting || flood || restMs < 1 || this.awaitingAnswers()) return;
-    this.#resting = true;
-    this.socket.pause();
-    this.#timer = setTimeout(() => this.wake(), restMs);
-  }
-
-  wake(): void {
-    if (!this.#resting) return;
-    clearTimeout(this.#timer);
-    this.#resting = false;
-    this.socket.resume();
-  }
-}
-
-/** A read's worth: well within what the kernel holds for us. */
-const READ_MESSAGES = 64;
-const READ_BYTES = 32 * 1024;
 
 /** Reads the authentication's text lines; `stop` hands over the bytes after them. */
 function lineReader(socket: BusSocket) {

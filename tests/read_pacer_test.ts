@@ -1,0 +1,50 @@
+/**
+ * Unit: when the bus side of the latency budget rests, and when it reads on.
+ * The socket is a recorder: the pacer only pauses and resumes it.
+ */
+import { deepStrictEqual } from "node:assert";
+import { ReadPacer } from "../lib/read_pacer.ts";
+import { sleep } from "./support/gx.ts";
+
+function recorder() {
+  const calls: string[] = [];
+  return {
+    calls,
+    socket: { pause: () => calls.push("pause"), resume: () => calls.push("resume") },
+  };
+}
+
+Deno.test("a small read on a busy bus rests, and the socket reads again within the budget", async () => {
+  const { calls, socket } = recorder();
+  const pacer = new ReadPacer(socket, 50, () => false);
+  await sleep(20);
+  pacer.afterRead(2_000, 10); // 10 messages in 20 ms: 500 a second
+  deepStrictEqual(calls, ["pause"]);
+  await sleep(200); // the rest is at most 50 ms; timers may be late on a busy machine
+  deepStrictEqual(calls, ["pause", "resume"]);
+});
+
+Deno.test("what dbus-daemon hands over per read while it holds more is read on at once", async () => {
+  const { calls, socket } = recorder();
+  const pacer = new ReadPacer(socket, 100, () => false);
+  for (const [bytes, messages] of [[10_500, 50], [14_400, 77], [22_000, 45], [65_536, 14]]) {
+    await sleep(20);
+    pacer.afterRead(bytes, messages);
+  }
+  deepStrictEqual(calls, [], "no rest: each read may be all the daemon gave of a backlog");
+});
+
+Deno.test("no rest while a call waits for its answer, and a call ends a rest", async () => {
+  const { calls, socket } = recorder();
+  let awaiting = true;
+  const pacer = new ReadPacer(socket, 100, () => awaiting);
+  await sleep(20);
+  pacer.afterRead(200, 1);
+  deepStrictEqual(calls, []);
+  awaiting = false;
+  await sleep(20);
+  pacer.afterRead(200, 1);
+  deepStrictEqual(calls, ["pause"]);
+  pacer.wake();
+  deepStrictEqual(calls, ["pause", "resume"]);
+});
