@@ -19,8 +19,8 @@ import type { BusSocket } from "./bus_socket.ts";
  * that buffer: ~50 small messages per read, however long the rest (strace at
  * 20,000 changes/s: 500 a second reached a bridge that rested 100 ms a read,
  * which fell seconds behind). So each rest is cut to what should bring a
- * read's worth (READ_LOAD) at the rate the last read saw, and a read of more
- * than that means the daemon may be holding more: the bridge reads on.
+ * read's worth (READ_LOAD) at the recent rate, and a read of more than that
+ * means the daemon may be holding more: the bridge reads on.
  *
  * Answers are never held: it does not rest while a call waits for one, and a
  * call made while it rests wakes it.
@@ -28,8 +28,10 @@ import type { BusSocket } from "./bus_socket.ts";
 export class ReadPacer {
   #resting = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
-  /** When the last read came: what this one holds came since. */
+  /** When the last read came. */
   #since = performance.now();
+  /** What the recent reads took, as the kernel charges it, fading over `maxDelayMs`. */
+  #recent = 0;
 
   constructor(
     private readonly socket: Pick<BusSocket, "pause" | "resume">,
@@ -43,11 +45,14 @@ export class ReadPacer {
    */
   afterRead(bytes: number, messages: number): void {
     const now = performance.now();
-    // How full this read was; the rest that brings a full one at this rate.
-    const fill = (bytes + MESSAGE_OVERHEAD * messages) / READ_LOAD;
-    const restMs = Math.min(this.maxDelayMs, (now - this.#since) / fill);
+    const charge = bytes + MESSAGE_OVERHEAD * messages;
+    // The rate over the last budget or so, not this read's alone: the daemon
+    // hands over in bursts, and one message just after a burst is no quiet bus.
+    this.#recent = this.#recent * Math.exp((this.#since - now) / this.maxDelayMs) + charge;
     this.#since = now;
-    const more = fill >= MORE_WAITING;
+    // The rest that brings a read's worth at that rate.
+    const restMs = Math.min(this.maxDelayMs, READ_LOAD * this.maxDelayMs / this.#recent);
+    const more = charge >= MORE_WAITING * READ_LOAD;
     if (this.#resting || more || restMs < 1 || this.awaitingAnswers()) return;
     this.#resting = true;
     this.socket.pause();

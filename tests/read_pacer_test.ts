@@ -34,6 +34,17 @@ Deno.test("what dbus-daemon hands over per read while it holds more is read on a
   deepStrictEqual(calls, [], "no rest: each read may be all the daemon gave of a backlog");
 });
 
+Deno.test("one message just after a burst is no quiet bus: the rest stays short", async () => {
+  const { calls, socket } = recorder();
+  const pacer = new ReadPacer(socket, 100, () => false);
+  for (let i = 0; i < 4; i++) pacer.afterRead(65_536, 14); // full reads: read on
+  await sleep(15);
+  pacer.afterRead(4_531, 1);
+  deepStrictEqual(calls, ["pause"]);
+  await sleep(50); // the recent rate asks for ~11 ms; this one read alone for ~90
+  deepStrictEqual(calls, ["pause", "resume"]);
+});
+
 Deno.test("no rest while a call waits for its answer, and a call ends a rest", async () => {
   const { calls, socket } = recorder();
   let awaiting = true;
