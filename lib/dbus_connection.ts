@@ -154,7 +154,7 @@ export class DbusConnection {
         }
         handlers.message(message);
       }
-      pacer?.afterRead(chunk.length, messages.length);
+      pacer?.afterRead(chunk.length, messages);
     };
     this.socket.on("data", take);
     this.socket.on("end", () => closed(new Error("connection closed by the bus")));

@@ -11,9 +11,8 @@ import type { BusSocket } from "./bus_socket.ts";
  * after a quiet spell is read at once.
  *
  * A rest must end before dbus-daemon has more for us than the socket takes.
- * Linux charges each message written on its own its bytes plus 500-900 of
- * bookkeeping (by allocation size) against the daemon's send buffer (208 KB
- * by default). Once a
+ * Linux charges each message written on its own against the daemon's send
+ * buffer (208 KB by default) with its bookkeeping (see `charged`). Once a
  * write finds the socket full, the daemon keeps the rest and writes only when
  * the socket is writable, which Linux says when it holds under a quarter of
  * that buffer: ~50 small messages per read, however long the rest (strace at
@@ -43,9 +42,10 @@ export class ReadPacer {
    * After a read, decided at once: a socket paused later would already have
    * its next read under way, and that one would take the next message.
    */
-  afterRead(bytes: number, messages: number): void {
+  afterRead(bytes: number, messages: readonly { length: number }[]): void {
     const now = performance.now();
-    const charge = bytes + MESSAGE_OVERHEAD * messages;
+    let charge = bytes;
+    for (const { length } of messages) charge += charged(length) - length;
     // The rate over the last budget or so, not this read's alone: the daemon
     // hands over in bursts, and one message just after a burst is no quiet bus.
     this.#recent = this.#recent * Math.exp((this.#since - now) / this.maxDelayMs) + charge;
@@ -68,14 +68,33 @@ export class ReadPacer {
 }
 
 /**
- * What the kernel charges a message beyond its bytes (measured: see
- * ReadPacer); the larger figure, so that a read counts as full sooner, not later.
+ * What Linux (x86-64; 32-bit ARM charges less) counts against the sender's
+ * buffer for a message written on its own: up to ~3.7 KB, one allocation of
+ * the bytes and 320 of shared info, rounded up to a power of two, plus 256 for
+ * the buffer's head; beyond that the rest in whole pages. The strace figures
+ * above fit it: 50 messages of 210 bytes a read (1,280 each).
  */
-const MESSAGE_OVERHEAD = 900;
-/** A read's worth, in bytes as charged: under what the daemon hands over per read when it holds more. */
+export function charged(length: number): number {
+  const inPages = Math.min(length, pageAlign(Math.max(0, length - MAX_LINEAR)));
+  const linear = length - inPages;
+  return 2 ** Math.ceil(Math.log2(linear + SHARED_INFO)) + SKB_HEAD + pageAlign(inPages);
+}
+
+const PAGE = 4096;
+const SHARED_INFO = 320;
+const SKB_HEAD = 256;
+/** What fits in one page with the shared info. */
+const MAX_LINEAR = PAGE - SHARED_INFO;
+
+function pageAlign(bytes: number): number {
+  return Math.ceil(bytes / PAGE) * PAGE;
+}
+
+/** A read's worth, as charged: under what the daemon hands over per read when it holds more. */
 const READ_LOAD = 32 * 1024;
 /**
  * A read over this share of READ_LOAD may be all the daemon hands over while
- * it holds more (~52 KB as charged): read on rather than rest.
+ * it holds more: a quarter of its send buffer, 52 KB (x86-64); on 32-bit ARM
+ * 40 KB of a 160 KB buffer, which `charged` counts as more. Read on rather than rest.
  */
 const MORE_WAITING = 1.25;

@@ -3,7 +3,7 @@
  * The socket is a recorder: the pacer only pauses and resumes it.
  */
 import { deepStrictEqual } from "node:assert";
-import { ReadPacer } from "../lib/read_pacer.ts";
+import { charged, ReadPacer } from "../lib/read_pacer.ts";
 import { sleep } from "./support/gx.ts";
 
 function recorder() {
@@ -14,11 +14,14 @@ function recorder() {
   };
 }
 
+/** `count` messages of `length` bytes, as a read cuts them. */
+const messages = (count: number, length: number) => Array(count).fill({ length });
+
 Deno.test("a small read on a busy bus rests, and the socket reads again within the budget", async () => {
   const { calls, socket } = recorder();
   const pacer = new ReadPacer(socket, 50, () => false);
   await sleep(20);
-  pacer.afterRead(2_000, 10); // 10 messages in 20 ms: 500 a second
+  pacer.afterRead(2_000, messages(10, 200)); // 10 messages in 20 ms: 500 a second
   deepStrictEqual(calls, ["pause"]);
   await sleep(200); // the rest is at most 50 ms; timers may be late on a busy machine
   deepStrictEqual(calls, ["pause", "resume"]);
@@ -27,9 +30,10 @@ Deno.test("a small read on a busy bus rests, and the socket reads again within t
 Deno.test("what dbus-daemon hands over per read while it holds more is read on at once", async () => {
   const { calls, socket } = recorder();
   const pacer = new ReadPacer(socket, 100, () => false);
-  for (const [bytes, messages] of [[10_500, 50], [14_400, 77], [22_000, 45], [65_536, 14]]) {
+  // As strace saw them (50 x 210, 77 x 187, 10 x 4,531 bytes), and 705-byte ones, which Linux charges 2,304 each.
+  for (const [count, length] of [[50, 210], [77, 187], [10, 4_531], [23, 705]]) {
     await sleep(20);
-    pacer.afterRead(bytes, messages);
+    pacer.afterRead(count * length, messages(count, length));
   }
   deepStrictEqual(calls, [], "no rest: each read may be all the daemon gave of a backlog");
 });
@@ -37,9 +41,9 @@ Deno.test("what dbus-daemon hands over per read while it holds more is read on a
 Deno.test("one message just after a burst is no quiet bus: the rest stays short", async () => {
   const { calls, socket } = recorder();
   const pacer = new ReadPacer(socket, 100, () => false);
-  for (let i = 0; i < 4; i++) pacer.afterRead(65_536, 14); // full reads: read on
+  for (let i = 0; i < 4; i++) pacer.afterRead(65_536, messages(14, 4_531)); // full reads: read on
   await sleep(15);
-  pacer.afterRead(4_531, 1);
+  pacer.afterRead(4_531, messages(1, 4_531));
   deepStrictEqual(calls, ["pause"]);
   await sleep(50); // the recent rate asks for ~11 ms; this one read alone for ~90
   deepStrictEqual(calls, ["pause", "resume"]);
@@ -50,12 +54,16 @@ Deno.test("no rest while a call waits for its answer, and a call ends a rest", a
   let awaiting = true;
   const pacer = new ReadPacer(socket, 100, () => awaiting);
   await sleep(20);
-  pacer.afterRead(200, 1);
+  pacer.afterRead(200, messages(1, 200));
   deepStrictEqual(calls, []);
   awaiting = false;
   await sleep(20);
-  pacer.afterRead(200, 1);
+  pacer.afterRead(200, messages(1, 200));
   deepStrictEqual(calls, ["pause"]);
   pacer.wake();
   deepStrictEqual(calls, ["pause", "resume"]);
+});
+
+Deno.test("what Linux charges a message: power-of-two allocations up to a page, pages beyond", () => {
+  deepStrictEqual([187, 210, 705, 4_531].map(charged), [768, 1_280, 2_304, 5_376]);
 });
