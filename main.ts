@@ -152,6 +152,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
             "retained W is refused only when the broker replays it",
         ),
     },
+    options.maxDelayMs,
   );
 
   await scanned;
