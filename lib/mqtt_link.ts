@@ -5,8 +5,8 @@
  * the next flush goes out once, with its latest payload. When busy it flushes
  * at most every quarter budget (see FLUSH_MS), all messages in one write.
  * Nothing is queued while the broker is away; the bridge republishes what
- * the keep-alive calls for when it is back. While the broker is slower than the bus, messages wait
- * here (coalesced) until the socket has drained.
+ * the keep-alive calls for when it is back. While the broker is slower than
+ * the bus, messages wait here (coalesced) until the socket has drained.
  */
 import net from "node:net";
 import type { Duplex } from "node:stream";
@@ -119,7 +119,7 @@ export class MqttLink {
   #droppedEvents = 0;
   /** A flush comes: in a microtask, or when the socket has drained. */
   #flushQueued = false;
-  /** A flush at the latest this long after the last one, when no read of the bus comes. */
+  /** The flush of held values for when no read of the bus comes (see FLUSH_MS). */
   #backstop: ReturnType<typeof setTimeout> | undefined;
   #lastFlush = -Infinity;
   #wasConnected = false;

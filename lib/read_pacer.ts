@@ -72,7 +72,8 @@ export class ReadPacer {
  * buffer for a message written on its own: up to ~3.7 KB, one allocation of
  * the bytes and 320 of shared info, rounded up to a power of two, plus 256 for
  * the buffer's head; beyond that the rest in whole pages. The strace figures
- * above fit it: 50 messages of 210 bytes a read (1,280 each).
+ * above fit it: 50 messages of 210 bytes a read, 1,280 each, are a quarter of
+ * the buffer and the daemon's last write of ~2 KB.
  */
 export function charged(length: number): number {
   const inPages = Math.min(length, pageAlign(Math.max(0, length - MAX_LINEAR)));

@@ -30,7 +30,8 @@ Deno.test("a small read on a busy bus rests, and the socket reads again within t
 Deno.test("what dbus-daemon hands over per read while it holds more is read on at once", async () => {
   const { calls, socket } = recorder();
   const pacer = new ReadPacer(socket, 100, () => false);
-  // As strace saw them (50 x 210, 77 x 187, 10 x 4,531 bytes), and 705-byte ones, which Linux charges 2,304 each.
+  // As strace saw them (50 x 210, 77 x 187, 10 x 4,531 bytes), and 705-byte
+  // ones, which Linux charges 2,304 each (a flat overhead missed those).
   for (const [count, length] of [[50, 210], [77, 187], [10, 4_531], [23, 705]]) {
     await sleep(20);
     pacer.afterRead(count * length, messages(count, length));
