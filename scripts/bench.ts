@@ -32,7 +32,7 @@ import dbus from "dbus-next";
 import mqtt from "mqtt";
 import { GxSim, type ServiceSpec } from "../tests/support/victron_services.ts";
 import { flag, flags } from "./args.ts";
-import { cpuMs, rssMb, sleeps, wakeUpsSince } from "./proc_stats.ts";
+import { cpuMs, rssMb, sleeps, wakeUpsSince, workerPid } from "./proc_stats.ts";
 import { BridgeProcess } from "../tests/support/bridge.ts";
 import { startBroker } from "../tests/support/broker.ts";
 import { startDbusDaemon } from "../tests/support/dbus_daemon.ts";
@@ -187,7 +187,7 @@ async function measure(command: string): Promise<BridgeResult> {
   for (const service of simServices) service.prepareGetItems();
   const started = performance.now();
   const bridge = spawn(command);
-  const { pid } = bridge;
+  let pid = bridge.pid;
   let result: BridgeResult;
   const scanned = bridge.waitForLine(/\[start\]/, 60_000).then(
     () => (performance.now() - started) / 1000,
@@ -200,6 +200,8 @@ async function measure(command: string): Promise<BridgeResult> {
     await until(() => valueTopics() > 0, 60_000, "the first value after start").finally(() =>
       clearInterval(asking)
     );
+    // The bridge itself, when the command only starts it (`deno task start`).
+    pid = workerPid(bridge.pid);
     await until(() => valueTopics() >= total, 60_000, "every value after start");
     const startS = (performance.now() - started) / 1000;
     await quiet();
@@ -253,10 +255,11 @@ async function measureAsleep(command: string): Promise<AsleepResult[]> {
   const bridge = spawn(command);
   try {
     await bridge.waitForLine(/\[start\]/, 60_000);
+    const pid = workerPid(bridge.pid);
     await sleep(1000);
     const results: AsleepResult[] = [];
     for (const rate of ASLEEP_RATES) {
-      const [cpu0, sleeps0] = [cpuMs(bridge.pid), sleeps(bridge.pid)];
+      const [cpu0, sleeps0] = [cpuMs(pid), sleeps(pid)];
       const t0 = performance.now();
       await sendSteadily(
         rate,
@@ -266,8 +269,8 @@ async function measureAsleep(command: string): Promise<AsleepResult[]> {
       const elapsed = (performance.now() - t0) / 1000;
       results.push({
         rate,
-        cpuMsPerS: (cpuMs(bridge.pid) - cpu0) / elapsed,
-        wakeUpsPerS: wakeUpsSince(bridge.pid, sleeps0) / elapsed,
+        cpuMsPerS: (cpuMs(pid) - cpu0) / elapsed,
+        wakeUpsPerS: wakeUpsSince(pid, sleeps0) / elapsed,
       });
     }
     return results;

@@ -40,3 +40,20 @@ export function wakeUpsSince(pid: number, before: Map<string, number>): number {
   for (const [thread, count] of sleeps(pid)) total += count - (before.get(thread) ?? 0);
   return total;
 }
+
+/**
+ * The process that does the work when `pid` only started it and waits (a
+ * `deno task` or `sh -c` wrapper): the last of a chain of only children.
+ */
+export function workerPid(pid: number): number {
+  for (;;) {
+    let children: string[];
+    try {
+      children = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/children`).trim().split(" ");
+    } catch {
+      return pid; // gone, or a kernel without the file
+    }
+    if (children.length !== 1 || children[0] === "") return pid;
+    pid = Number(children[0]);
+  }
+}
