@@ -28,11 +28,12 @@ import type { BrokerOptions } from "./options.ts";
  * costs more than a read of the bus: over loopback the kernel delivers it to
  * the broker within the write call (a profile at 2,000 changes/s: a quarter
  * of the bridge's time). So the write waits for the first read of the bus
- * that comes a quarter budget after the last write, in that read's wake-up,
- * which while busy comes within the budget; a timer a quarter budget after
- * that sends what waits when no read comes. After a quiet spell a value goes
- * out at once. (A timer due with the next read won the race and locked the
- * writes onto itself: at 50 changes/s every value waited ~95 ms more.)
+ * that comes a quarter budget after the last write, in that read's wake-up;
+ * a value held so waits a quarter budget at most (a timer then sends it), on
+ * top of the bus side's rest. After a quiet spell a value goes out at once.
+ * (A timer of a whole budget won the race with the next read, due at the same
+ * time, and locked the writes onto itself: at 50 changes/s every value waited
+ * ~95 ms more.)
  */
 const FLUSH_MS = 5;
 /**
@@ -223,12 +224,14 @@ export class MqttLink {
     this.#queue.set(key, message);
     if (this.#flushQueued) return;
     const sinceFlush = performance.now() - this.#lastFlush;
-    if (sinceFlush >= Math.max(FLUSH_MS, this.maxDelayMs / 4)) {
+    const hold = Math.max(FLUSH_MS, this.maxDelayMs / 4);
+    if (sinceFlush >= hold) {
       // A microtask: after the current event's publishes, in the same wake-up.
       this.#flushQueued = true;
       queueMicrotask(() => this.#flush());
     } else if (!this.#backstop) {
-      const wait = this.maxDelayMs > 0 ? this.maxDelayMs * 1.25 : FLUSH_MS - sinceFlush;
+      // Counted from now, not from the last write: a read due then should win.
+      const wait = this.maxDelayMs > 0 ? hold : hold - sinceFlush;
       this.#backstop = setTimeout(() => this.#flush(), wait);
     }
   }
