@@ -54,7 +54,7 @@ function nodeSocket(options: net.NetConnectOpts): BusSocket {
 }
 
 /** What one read takes at most: node:net's reads are as large. */
-const READ_BUFFER_BYTES = 64 * 1024;
+export const READ_BUFFER_BYTES = 64 * 1024;
 const encoder = new TextEncoder();
 
 class DenoSocket extends EventEmitter implements BusSocket {

@@ -232,7 +232,9 @@ export class MqttLink {
     } else if (!this.#backstop) {
       // Counted from now, not from the last write: a read due then should win.
       const wait = this.maxDelayMs > 0 ? hold : hold - sinceFlush;
-      this.#backstop = setTimeout(() => this.#flush(), wait);
+      // Its write holds nothing back: with reads a little more than `hold`
+      // apart it would come just before each, and each read's values would wait for the next.
+      this.#backstop = setTimeout(() => this.#flush(this.maxDelayMs === 0), wait);
     }
   }
 
@@ -241,7 +243,8 @@ export class MqttLink {
     await this.#client.endAsync();
   }
 
-  #flush(): void {
+  /** `paced`: later values wait a `hold` after this write (see #enqueue). */
+  #flush(paced = true): void {
     this.#flushQueued = false;
     clearTimeout(this.#backstop);
     this.#backstop = undefined;
@@ -258,7 +261,7 @@ export class MqttLink {
       stream.once("drain", () => stream === this.#client.stream && this.#flush());
       return;
     }
-    this.#lastFlush = performance.now();
+    if (paced) this.#lastFlush = performance.now();
     // Every packet of this flush leaves in one write.
     stream.write(encodePublishes([...this.#queue.values()], (message, why) => {
       this.handlers.problem(`not published: ${shown(message.topic)}: ${why}`);

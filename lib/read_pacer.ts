@@ -1,4 +1,4 @@
-import type { BusSocket } from "./bus_socket.ts";
+import { type BusSocket, READ_BUFFER_BYTES } from "./bus_socket.ts";
 
 /**
  * The latency budget on the bus side (--max-delay): a busy bus is read at
@@ -10,16 +10,18 @@ import type { BusSocket } from "./bus_socket.ts";
  * it reads again, and if nothing came it waits as usual: the first message
  * after a quiet spell is read at once.
  *
- * A rest must end before dbus-daemon has more for us than the socket takes.
- * Linux charges each message written on its own against the daemon's send
- * buffer (208 KB by default) with its bookkeeping (see `charged`). Once a
- * write finds the socket full, the daemon keeps the rest and writes only when
- * the socket is writable, which Linux says when it holds under a quarter of
- * that buffer: ~50 small messages per read, however long the rest (strace at
- * 20,000 changes/s: 500 a second reached a bridge that rested 100 ms a read,
- * which fell seconds behind). So each rest is cut to what should bring a
- * read's worth (READ_LOAD) at the recent rate, and a read of more than that
- * means the daemon may be holding more: the bridge reads on.
+ * A rest must end before the socket is full. Linux charges each message
+ * written on its own against dbus-daemon's send buffer (208 KB by default;
+ * 160 KB on 32-bit ARM) with its bookkeeping (see `charged`), so each rest is
+ * cut to what should bring READ_LOAD, half the buffer or less, at the recent
+ * rate.
+ * Once a write finds the socket full, the daemon keeps the rest and writes
+ * only when the socket is writable, which Linux says when it holds under a
+ * quarter of that buffer: ~50 small messages per read, however long the rest
+ * (strace at 20,000 changes/s: 500 a second reached a bridge that rested
+ * 100 ms a read, which fell seconds behind). A full socket is what shows
+ * that: after one the bridge reads on, without rests, for as long as each
+ * read brings what the daemon hands over from a backlog.
  *
  * Answers are never held: it does not rest while a call waits for one, and a
  * call made while it rests wakes it.
@@ -31,6 +33,10 @@ export class ReadPacer {
   #since = performance.now();
   /** What the recent reads took, as the kernel charges it, fading over `maxDelayMs`. */
   #recent = 0;
+  /** What this wake-up's reads took so far, while each filled the read buffer. */
+  #taken = 0;
+  /** Reading on after a full socket: the daemon may hold more. */
+  #draining = false;
 
   constructor(
     private readonly socket: Pick<BusSocket, "pause" | "resume">,
@@ -50,10 +56,15 @@ export class ReadPacer {
     // hands over in bursts, and one message just after a burst is no quiet bus.
     this.#recent = this.#recent * Math.exp((this.#since - now) / this.maxDelayMs) + charge;
     this.#since = now;
+    this.#taken += charge;
+    // A read that fills the buffer leaves more in the socket, to be read in this wake-up.
+    if (bytes >= READ_BUFFER_BYTES) return;
+    const taken = this.#taken;
+    this.#taken = 0;
+    this.#draining = taken >= (this.#draining ? HANDED_OVER : FULL);
     // The rest that brings a read's worth at that rate.
     const restMs = Math.min(this.maxDelayMs, READ_LOAD * this.maxDelayMs / this.#recent);
-    const more = charge >= MORE_WAITING * READ_LOAD;
-    if (this.#resting || more || restMs < 1 || this.awaitingAnswers()) return;
+    if (this.#resting || this.#draining || restMs < 1 || this.awaitingAnswers()) return;
     this.#resting = true;
     this.socket.pause();
     this.#timer = setTimeout(() => this.wake(), restMs);
@@ -91,11 +102,18 @@ function pageAlign(bytes: number): number {
   return Math.ceil(bytes / PAGE) * PAGE;
 }
 
-/** A read's worth, as charged: under what the daemon hands over per read when it holds more. */
-const READ_LOAD = 32 * 1024;
 /**
- * A read over this share of READ_LOAD may be all the daemon hands over while
- * it holds more: a quarter of its send buffer, 52 KB (x86-64); on 32-bit ARM
- * 40 KB of a 160 KB buffer, which `charged` counts as more. Read on rather than rest.
+ * A read's worth, as charged: half the daemon's send buffer on 32-bit ARM,
+ * so that a rate twice the recent one still finds room (40% on x86-64).
  */
-const MORE_WAITING = 1.25;
+const READ_LOAD = 80 * 1024;
+/**
+ * A socket the daemon found full: its send buffer less a message (x86-64,
+ * 208 KB; 32-bit ARM's 160 KB, which `charged` counts as more).
+ */
+const FULL = 150 * 1024;
+/**
+ * What the daemon hands over per read while it holds more, as charged: a
+ * quarter of its buffer, 52 KB (x86-64); 40 KB on 32-bit ARM.
+ */
+const HANDED_OVER = 40 * 1024;
