@@ -23,7 +23,8 @@
  * - steady load, the regime of a GX's bus: single-path changes spread evenly
  *   (--steady, per second), each its own D-Bus message sent as it becomes due,
  *   for --steady-seconds each, with one subscriber keeping the bridge alive;
- *   then, with a bridge started afresh that nobody keeps alive, asleep;
+ *   then, with a bridge started afresh that nobody keeps alive, asleep; idle
+ *   (0/s) is measured after 10 s of quiet (see settle);
  * - the bridge's CPU time (user+system, /proc) per 1,000
  *   changes (bursts) or per second (steady), its peak RSS and its RSS at the end (the peak
  *   comes from the start, where the first full publish meets the scan).
@@ -119,6 +120,8 @@ const STEADY: Load[] = steadyRates.map((rate) => ({
   batch: false,
   steady: true,
 }));
+/** Quiet before idle is measured (see settle). */
+const SETTLE_MS = 10_000;
 /** Asleep: nothing changing, and this rate. */
 const ASLEEP_RATES = [0, 200];
 
@@ -223,6 +226,7 @@ async function measure(command: string): Promise<BridgeResult> {
       }
       for (const load of STEADY) {
         await quiet();
+        if (load.rate === 0) await settle();
         steady.push(await sustain(load, pid));
       }
     } finally {
@@ -259,6 +263,7 @@ async function measureAsleep(command: string): Promise<AsleepResult[]> {
     await sleep(1000);
     const results: AsleepResult[] = [];
     for (const rate of ASLEEP_RATES) {
+      if (rate === 0) await settle();
       const [cpu0, sleeps0] = [cpuMs(pid), sleeps(pid)];
       const t0 = performance.now();
       await sendSteadily(
@@ -277,6 +282,15 @@ async function measureAsleep(command: string): Promise<AsleepResult[]> {
   } finally {
     await stopAndReport(bridge);
   }
+}
+
+/**
+ * Before idle is measured: V8 collects the garbage of what came before (the
+ * start, a full publish, bursts) in the first seconds of quiet, 5-8 ms/s over
+ * the first 10 s under Node; a bridge that runs for days does not see that.
+ */
+async function settle(): Promise<void> {
+  await sleep(SETTLE_MS);
 }
 
 async function stopAndReport(bridge: BridgeProcess): Promise<void> {

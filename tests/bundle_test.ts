@@ -38,3 +38,15 @@ Deno.test("the bundle prints its version under node", async () => {
   const out = await new Deno.Command("node", { args: [BUNDLE, "--version"] }).output();
   strictEqual(new TextDecoder().decode(out.stdout).trim(), VERSION);
 });
+
+Deno.test("the bundle is Latin-1 text: V8 keeps its source at one byte a character", async () => {
+  // One character beyond (an em dash in a dependency's comment) doubled the
+  // source in the bridge's heap, to 2.2 MB.
+  const text = await Deno.readTextFile(BUNDLE);
+  const wide = [...text].findIndex((c) => c.codePointAt(0)! > 0xff);
+  strictEqual(
+    wide,
+    -1,
+    `a character beyond Latin-1 at ${wide}: ${text.slice(wide - 40, wide + 10)}`,
+  );
+});
