@@ -29,8 +29,8 @@ import type { BrokerOptions } from "./options.ts";
  * the broker within the write call (a profile at 2,000 changes/s: a quarter
  * of the bridge's time). So the write waits for the first read of the bus
  * that comes a quarter budget after the last write, in that read's wake-up;
- * a value held so waits a quarter budget at most (a timer then sends it), on
- * top of the bus side's rest. After a quiet spell a value goes out at once.
+ * a value held so waits a quarter budget at most (a timer then sends it, and
+ * that write does not count), on top of the bus side's rest. After a quiet spell a value goes out at once.
  * (A timer of a whole budget won the race with the next read, due at the same
  * time, and locked the writes onto itself: at 50 changes/s every value waited
  * ~95 ms more.)

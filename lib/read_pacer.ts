@@ -14,8 +14,7 @@ import { type BusSocket, READ_BUFFER_BYTES } from "./bus_socket.ts";
  * written on its own against dbus-daemon's send buffer (208 KB by default;
  * 160 KB on 32-bit ARM) with its bookkeeping (see `charged`), so each rest is
  * cut to what should bring READ_LOAD, half the buffer or less, at the recent
- * rate.
- * Once a write finds the socket full, the daemon keeps the rest and writes
+ * rate. Once a write finds the socket full, the daemon keeps the rest and writes
  * only when the socket is writable, which Linux says when it holds under a
  * quarter of that buffer: ~50 small messages per read, however long the rest
  * (strace at 20,000 changes/s: 500 a second reached a bridge that rested
