@@ -5,6 +5,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { networkInterfaces } from "node:os";
 import { isPortalId } from "./topics.ts";
 
 export function discoverPortalId(
@@ -18,8 +19,23 @@ export function discoverPortalId(
     // not a GX device: fall back to the MAC address
   }
   const iface = env.VRM_IFACE || "eth0";
+  return sysfsMac(iface) ?? addressedMac(iface);
+}
+
+/** Any interface, up or not; Deno allows reading /sys/devices only with --allow-all. */
+function sysfsMac(iface: string): string | undefined {
   try {
     return macToPortalId(readFileSync(`/sys/class/net/${iface}/address`, "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Only an interface with an address; under Deno needs --allow-sys=networkInterfaces. */
+function addressedMac(iface: string): string | undefined {
+  try {
+    const mac = networkInterfaces()[iface]?.find((address) => !address.internal)?.mac;
+    return mac === undefined ? undefined : macToPortalId(mac);
   } catch {
     return undefined;
   }

@@ -10,10 +10,15 @@ export class BridgeProcess {
   readonly #process: Deno.ChildProcess;
   readonly #done: Promise<void>;
 
-  /** `command` runs the bridge; the `start` task's by default. */
-  constructor(args: string[], command = [Deno.execPath(), ...startCommand()]) {
+  /** `command` runs the bridge; the `start` task's by default. `env` adds to the environment. */
+  constructor(
+    args: string[],
+    command = [Deno.execPath(), ...startCommand()],
+    env: Record<string, string> = {},
+  ) {
     this.#process = new Deno.Command(command[0], {
       args: [...command.slice(1), ...args],
+      env,
       stdout: "piped",
       stderr: "piped",
       cwd: ROOT,
