@@ -25,6 +25,8 @@
  *   for --steady-seconds each, with one subscriber keeping the bridge alive;
  *   then, with a bridge started afresh that nobody keeps alive, asleep; idle
  *   (0/s) is measured after 10 s of quiet (see settle);
+ * - the runtime floor, before the bridges and after: what a reader that does no
+ *   work costs at the steady rates, i.e. where this machine's pace stood (see runtimeFloor);
  * - the bridge's CPU time (user+system, /proc) per 1,000
  *   changes (bursts) or per second (steady), its peak RSS and its RSS at the end (the peak
  *   comes from the start, where the first full publish meets the scan).
@@ -114,6 +116,8 @@ const chosenLoads = only.length
 /** Steady rates (changes per second; 0 = alive but idle) and how long each runs. */
 const steadyRates = flag("steady", "0,50,200,500,2000").split(",").filter(Boolean).map(Number);
 const steadySeconds = Number(flag("steady-seconds", "10"));
+/** The steady rates the runtime floor is measured at (see runtimeFloor). */
+const floorRates = steadyRates.filter((rate) => rate > 0);
 const STEADY: Load[] = steadyRates.map((rate) => ({
   name: `${rate}/s steady`,
   rate,
@@ -174,9 +178,10 @@ console.error(
   `bench: ${services} services x ${pathsPer} paths (${total} values), ${broker.kind}, ` +
     `${seconds} s per load, sent every ${tickMs} ms`,
 );
+const floorBefore = await runtimeFloor();
 const results: BridgeResult[] = [];
 for (const command of bridges) results.push(await measure(command));
-print(results);
+print(results, { rates: floorRates, before: floorBefore, after: await runtimeFloor() });
 await subscriber.endAsync();
 probe.terminate();
 sim.stop();
@@ -184,6 +189,25 @@ await broker.stop();
 await bus.stop();
 
 // ------------------------------------------------------------------ phases
+
+/**
+ * Where the machine stood: the CPU of a reader that does no work
+ * (scripts/runtime_floor.ts: Deno.connect, a 100 ms budget) at the steady
+ * rates, before the bridges and after. This machine's pace swings: the same
+ * bridge measured up to twice as much in a busier phase, and the floor moved
+ * with it (docs/performance.md). Figures of different runs compare through it.
+ */
+async function runtimeFloor(): Promise<number[]> {
+  if (floorRates.length === 0) return [];
+  const { stdout, success } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${ROOT}scripts/runtime_floor.ts`, "--rates", floorRates.join(",")]
+      .concat("--budgets", "100", "--transports", "Deno.connect", "--seconds", "3"),
+    stderr: "inherit",
+  }).output();
+  if (!success) throw new Error("bench: scripts/runtime_floor.ts failed");
+  const last = new TextDecoder().decode(stdout).trim().split("\n").at(-1)!;
+  return (JSON.parse(last).figures as { cpuMsPerS: number }[]).map((f) => f.cpuMsPerS);
+}
 
 async function measure(command: string): Promise<BridgeResult> {
   await clearRetained();
@@ -469,8 +493,24 @@ async function until(condition: () => boolean, timeoutMs: number, what: string):
   }
 }
 
-function print(results: BridgeResult[]): void {
+interface RuntimeFloor {
+  rates: number[];
+  /** CPU ms/s at each rate, before the bridges and after. */
+  before: number[];
+  after: number[];
+}
+
+function print(results: BridgeResult[], floor: RuntimeFloor): void {
   const n = (x: number, digits = 1) => Number.isFinite(x) ? x.toFixed(digits) : "-";
+  if (floor.rates.length) {
+    console.log(
+      `\nruntime floor (a reader that does no work, Deno.connect, 100 ms budget), CPU ms/s at ` +
+        `${floor.rates.join(" / ")} changes/s: before ${
+          floor.before.map((x) => n(x)).join(" / ")
+        }` +
+        `, after ${floor.after.map((x) => n(x)).join(" / ")}`,
+    );
+  }
   const row = (cells: (string | number)[], widths: number[]) =>
     "  " +
     cells.map((c, i) => i === 0 ? String(c).padEnd(widths[0]) : String(c).padStart(widths[i]))
@@ -549,6 +589,7 @@ function print(results: BridgeResult[]): void {
       steadySeconds,
       tickMs,
       broker: broker.kind,
+      floor,
       results,
     }),
   );

@@ -8,6 +8,8 @@
  *   deno run -A scripts/runtime_floor.ts [--rates 50,200,500,2000] [--budgets 0,5,10,25,50,100]
  *       [--transports node:net,Deno.connect] [--seconds 5]
  *
+ * Prints a table and one JSON line (`deno task bench` prints the floor with its figures).
+ *
  * The messages (200 bytes) come evenly spread, each written on its own as
  * it becomes due, as dbus-daemon passes on the changes of a GX's services.
  * The reader reads with `node:net` (what the bridge uses) or `Deno.connect`;
@@ -109,6 +111,7 @@ async function compare(
     `messages of 200 bytes spread evenly; the reader's CPU ms per second, ${seconds} s each`,
   );
   row("reader", "budget ms", ...rates.map((r) => `${r}/s`));
+  const figures: { transport: Transport; budgetMs: number; rate: number; cpuMsPerS: number }[] = [];
   for (const transport of transports) {
     for (const budgetMs of budgets) {
       const cells: string[] = [];
@@ -123,7 +126,9 @@ async function compare(
         const cpu0 = cpuMs(child.pid);
         const t0 = performance.now();
         await sleep(seconds * 1000);
-        cells.push(((cpuMs(child.pid) - cpu0) / ((performance.now() - t0) / 1000)).toFixed(1));
+        const cpuMsPerS = (cpuMs(child.pid) - cpu0) / ((performance.now() - t0) / 1000);
+        figures.push({ transport, budgetMs, rate, cpuMsPerS });
+        cells.push(cpuMsPerS.toFixed(1));
         sending.stop();
         child.kill();
         await child.status;
@@ -135,6 +140,7 @@ async function compare(
   sources.close();
   sinks.close();
   await Deno.remove(dir, { recursive: true });
+  console.log(JSON.stringify({ seconds, figures }));
 }
 
 /** Each message in a write of its own, as it becomes due. */
