@@ -201,7 +201,7 @@ async function runtimeFloor(): Promise<number[]> {
   if (floorRates.length === 0) return [];
   const { stdout, success } = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", `${ROOT}scripts/runtime_floor.ts`, "--rates", floorRates.join(",")]
-      .concat("--budgets", "100", "--transports", "Deno.connect", "--seconds", "3"),
+      .concat("--budgets", "100", "--transports", "Deno.connect", "--seconds", "5"),
     stderr: "inherit",
   }).output();
   if (!success) throw new Error("bench: scripts/runtime_floor.ts failed");
