@@ -512,10 +512,13 @@ export function isObjectPath(path: string): boolean {
   return OBJECT_PATH.test(path);
 }
 
+/** What String.prototype.isWellFormed finds, on Node 18 too (it came with Node 20). */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
 function checkString(text: string): void {
   if (typeof text !== "string") throw new TypeError(`not a string: ${typeof text}`);
   if (text.includes("\0")) throw new RangeError("a string with a NUL character");
-  if (!text.isWellFormed()) throw new RangeError("a string with half a UTF-16 pair");
+  if (LONE_SURROGATE.test(text)) throw new RangeError("a string with half a UTF-16 pair");
 }
 
 const utf8Encoder = new TextEncoder();

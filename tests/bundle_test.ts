@@ -1,7 +1,9 @@
 /**
  * Integration: `deno task bundle` makes one JavaScript file that runs the
- * bridge unchanged under Deno (with the start task's permissions) and under
- * Node: keep-alive, read and write round trips through each.
+ * bridge unchanged under Deno (with the start task's permissions), under
+ * Node, and under Node 18 as the Venus installer names it (`.mjs`), which
+ * older GX firmware may have: keep-alive, read and write round trips through
+ * each, and TLS to the broker under Node 18.
  */
 import { strictEqual } from "node:assert";
 import dbus from "dbus-next";
@@ -9,14 +11,27 @@ import { VERSION } from "../lib/version.ts";
 import { startCommand } from "./support/bridge.ts";
 import { buildBundle } from "./support/bundle.ts";
 import { PV, pvInverter, withGx } from "./support/gx.ts";
+import { certificates } from "./support/tls.ts";
 
 const { Variant } = dbus;
 const BUNDLE = await buildBundle();
+const MODULE = BUNDLE.replace(/\.js$/, ".mjs");
+await Deno.copyFile(BUNDLE, MODULE);
+const NODE_18 = await node18();
 
 const runtimes: [string, string[]][] = [
   ["deno", [Deno.execPath(), ...startCommand().map((a) => a === "main.ts" ? BUNDLE : a)]],
   ["node", ["node", BUNDLE]],
+  ["node 18", [NODE_18, "--optimize-for-size", MODULE]],
 ];
+
+/** Node 18's executable, from the npm registry (npx caches it). */
+async function node18(): Promise<string> {
+  const out = await new Deno.Command("npx", { args: ["-y", "node@18", "-p", "process.execPath"] })
+    .output();
+  strictEqual(out.code, 0, new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout).trim();
+}
 
 for (const [runtime, command] of runtimes) {
   Deno.test(`the bundle runs under ${runtime}: keep-alive, read and write`, async () => {
@@ -33,6 +48,20 @@ for (const [runtime, command] of runtimes) {
     });
   });
 }
+
+Deno.test("the bundle under Node 18 reaches the broker over TLS", async () => {
+  const tls = await certificates();
+  try {
+    await withGx({
+      services: [pvInverter(100)],
+      tls: { certFile: tls.cert, keyFile: tls.key },
+      args: ["-c", tls.ca],
+      command: [NODE_18, MODULE],
+    }, (gx) => gx.wake(gx.topic("pvinverter", 20, "/Ac/Power")));
+  } finally {
+    await Deno.remove(tls.dir, { recursive: true });
+  }
+});
 
 Deno.test("the bundle prints its version under node", async () => {
   const out = await new Deno.Command("node", { args: [BUNDLE, "--version"] }).output();
