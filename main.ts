@@ -24,7 +24,7 @@ import {
   parseWatchOptions,
   type WatchOptions,
 } from "./lib/options.ts";
-import { discoverPortalId } from "./lib/portal_id.ts";
+import { discoverPortalId, portalInterface } from "./lib/portal_id.ts";
 import { BridgeState, type Item, type Service, toInstance } from "./lib/state.ts";
 import {
   fullPublishCompletedTopic,
@@ -76,7 +76,13 @@ async function main(args: string[]): Promise<number> {
   const log = createLogger(options.logLevel);
   const portalId = options.portalId ?? discoverPortalId(process.env);
   if (!portalId) {
-    log.error("start", "no portal id: not a GX device and no eth0 MAC; pass --portal-id");
+    log.error(
+      "start",
+      `no portal id: not a GX device, and no MAC address of ${
+        shown(portalInterface(process.env))
+      } ` +
+        "(under Deno only an interface with an address shows one); pass --portal-id",
+    );
     return 2;
   }
   return await bridge(options, portalId, log);

@@ -3,8 +3,10 @@
  * interface's MAC address, as a GX does, under the `start` task's
  * permissions (which do not let Deno read /sys/devices).
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { strictEqual } from "node:assert";
 import { networkInterfaces } from "node:os";
+import { discoverPortalId } from "../lib/portal_id.ts";
 import { BridgeProcess } from "./support/bridge.ts";
 import { startBroker } from "./support/broker.ts";
 import { startDbusDaemon } from "./support/dbus_daemon.ts";
@@ -24,10 +26,12 @@ function addressedInterface(): { name: string; mac: string } | undefined {
 }
 
 const iface = addressedInterface();
+/** On a GX, /sbin/get-unique-id names it first. */
+const onGx = existsSync("/sbin/get-unique-id");
 
 Deno.test({
   name: "no --portal-id: the MAC of $VRM_IFACE names the topics",
-  ignore: iface === undefined,
+  ignore: iface === undefined || onGx,
   async fn() {
     const portalId = iface!.mac.replaceAll(":", "");
     const bus = await startDbusDaemon();
@@ -49,5 +53,39 @@ Deno.test({
       await broker.stop();
       await bus.stop();
     }
+  },
+});
+
+Deno.test({
+  name: "no --portal-id and no MAC (loopback, a path, no such interface): exit 2, not a crash",
+  ignore: onGx,
+  async fn() {
+    const bus = await startDbusDaemon();
+    const broker = await startBroker();
+    try {
+      for (const name of ["lo", "../../../sys/class/net/lo", "nosuch0"]) {
+        const bridge = new BridgeProcess(["--dbus", bus.address, "--mqtt", broker.url], undefined, {
+          VRM_IFACE: name,
+        });
+        const status = await bridge.status;
+        await bridge.stop();
+        strictEqual(status.code, 2, `VRM_IFACE=${name}: ${bridge.lines.join("\n")}`);
+      }
+    } finally {
+      await broker.stop();
+      await bus.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "a $VRM_IFACE that is a path names no interface, though the path leads to one",
+  ignore: iface === undefined || onGx,
+  fn() {
+    strictEqual(discoverPortalId({ VRM_IFACE: iface!.name }), iface!.mac.replaceAll(":", ""));
+    strictEqual(
+      discoverPortalId({ VRM_IFACE: `../../../sys/class/net/${iface!.name}` }),
+      undefined,
+    );
   },
 });
