@@ -195,7 +195,8 @@ await bus.stop();
  * (scripts/runtime_floor.ts: Deno.connect, a 100 ms budget) at the steady
  * rates, before the bridges and after. This machine's pace swings: the same
  * bridge measured up to twice as much in a busier phase, and the floor moved
- * with it (docs/performance.md). Figures of different runs compare through it.
+ * with it (docs/performance.md). Figures of different runs compare through it;
+ * it is a gauge of the machine, not a part of any bridge's figure to subtract.
  */
 async function runtimeFloor(): Promise<number[]> {
   if (floorRates.length === 0) return [];
