@@ -11,7 +11,7 @@ import { VERSION } from "../lib/version.ts";
 import { startCommand } from "./support/bridge.ts";
 import { buildBundle } from "./support/bundle.ts";
 import { PV, pvInverter, withGx } from "./support/gx.ts";
-import { certificates } from "./support/tls.ts";
+import { withTlsGx } from "./support/tls.ts";
 
 const { Variant } = dbus;
 const BUNDLE = await buildBundle();
@@ -50,17 +50,10 @@ for (const [runtime, command] of runtimes) {
 }
 
 Deno.test("the bundle under Node 18 reaches the broker over TLS", async () => {
-  const tls = await certificates();
-  try {
-    await withGx({
-      services: [pvInverter(100)],
-      tls: { certFile: tls.cert, keyFile: tls.key },
-      args: ["-c", tls.ca],
-      command: [NODE_18, MODULE],
-    }, (gx) => gx.wake(gx.topic("pvinverter", 20, "/Ac/Power")));
-  } finally {
-    await Deno.remove(tls.dir, { recursive: true });
-  }
+  await withTlsGx(
+    { services: [pvInverter(100)], command: [NODE_18, MODULE] },
+    (gx) => gx.wake(gx.topic("pvinverter", 20, "/Ac/Power")),
+  );
 });
 
 Deno.test("the bundle prints its version under node", async () => {

@@ -1,8 +1,23 @@
-/** A private CA for tests of TLS to the broker. */
+/** A broker on TLS under a private CA, for tests of the bridge's TLS. */
 import { strictEqual } from "node:assert";
+import { type Gx, type GxOptions, withGx } from "./gx.ts";
+
+/** withGx with the broker on TLS; the bridge trusts its CA through -c. */
+export async function withTlsGx(
+  options: GxOptions,
+  body: (gx: Gx) => Promise<void>,
+): Promise<void> {
+  const tls = await certificates();
+  try {
+    const args = ["-c", tls.ca, ...(options.args ?? [])];
+    await withGx({ ...options, tls: { certFile: tls.cert, keyFile: tls.key }, args }, body);
+  } finally {
+    await Deno.remove(tls.dir, { recursive: true });
+  }
+}
 
 /** A throw-away CA and a certificate for 127.0.0.1 signed by it. */
-export async function certificates(): Promise<
+async function certificates(): Promise<
   { dir: string; ca: string; cert: string; key: string }
 > {
   const dir = await Deno.makeTempDir({ prefix: "dbus-mqtt-tls-" });
