@@ -76,12 +76,11 @@ async function main(args: string[]): Promise<number> {
   const log = createLogger(options.logLevel);
   const portalId = options.portalId ?? discoverPortalId(process.env);
   if (!portalId) {
+    const iface = shown(portalInterface(process.env));
     log.error(
       "start",
-      `no portal id: not a GX device, and no MAC address of ${
-        shown(portalInterface(process.env))
-      } ` +
-        "(under Deno only an interface with an address shows one); pass --portal-id",
+      `no portal id: not a GX device, and no MAC address of ${iface} (under Deno only an ` +
+        "interface with an address shows one); pass --portal-id",
     );
     return 2;
   }

@@ -504,12 +504,11 @@ interface RuntimeFloor {
 function print(results: BridgeResult[], floor: RuntimeFloor): void {
   const n = (x: number, digits = 1) => Number.isFinite(x) ? x.toFixed(digits) : "-";
   if (floor.rates.length) {
+    const list = (xs: number[]) => xs.map((x) => n(x)).join(" / ");
     console.log(
       `\nruntime floor (a reader that does no work, Deno.connect, 100 ms budget), CPU ms/s at ` +
-        `${floor.rates.join(" / ")} changes/s: before ${
-          floor.before.map((x) => n(x)).join(" / ")
-        }` +
-        `, after ${floor.after.map((x) => n(x)).join(" / ")}`,
+        `${floor.rates.join(" / ")} changes/s: before ${list(floor.before)}, ` +
+        `after ${list(floor.after)}`,
     );
   }
   const row = (cells: (string | number)[], widths: number[]) =>
