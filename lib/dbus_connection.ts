@@ -3,9 +3,9 @@
  * then messages both ways. It reads with one listener for all bytes and cuts
  * messages out of them itself (see dbus_wire.ts for why).
  */
-import type net from "node:net";
 import process from "node:process";
 import { Buffer } from "node:buffer";
+import { socketOptions } from "./bus_address.ts";
 import { type BusSocket, connectBusSocket } from "./bus_socket.ts";
 import { ReadPacer } from "./read_pacer.ts";
 import {
@@ -28,25 +28,6 @@ export interface ConnectionHandlers {
   closed(error: Error): void;
   /** Calls wait for their answers: the bus is read at once (see ReadPacer). */
   awaitingAnswers(): boolean;
-}
-
-/** Where `unix:path=...`, `unix:abstract=...` or `tcp:host=...,port=...` points. */
-export function socketOptions(address: string): net.NetConnectOpts {
-  const [transport, rest = ""] = address.split(";")[0].split(/:(.*)/s);
-  const params = new Map(
-    rest.split(",").filter(Boolean).map((pair) => {
-      const [key, value = ""] = pair.split(/=(.*)/s);
-      return [key, decodeURIComponent(value)];
-    }),
-  );
-  if (transport === "unix" && params.has("path")) return { path: params.get("path")! };
-  if (transport === "unix" && params.has("abstract")) {
-    return { path: `\0${params.get("abstract")}` };
-  }
-  if (transport === "tcp" && params.has("port")) {
-    return { host: params.get("host") ?? "localhost", port: Number(params.get("port")) };
-  }
-  throw new Error(`unsupported D-Bus address '${address}' (unix:path=, unix:abstract= or tcp:)`);
 }
 
 export class DbusConnection {

@@ -10,6 +10,7 @@ import {
   type OptionValues,
 } from "@commander-js/extra-typings";
 import { readFileSync } from "node:fs";
+import { socketOptions } from "./bus_address.ts";
 import { isPortalId, isValidFilter, parseRequest } from "./topics.ts";
 import { topicProblem } from "./mqtt_packets.ts";
 import { LOG_LEVELS, type LogLevel, shown } from "./log.ts";
@@ -187,7 +188,7 @@ function bridgeCommand() {
     )
     .option(
       "-b, --dbus <address>",
-      "D-Bus to scan: system, session, unix:path=<socket> or " +
+      "D-Bus to scan: system, session, unix:path=<socket>, unix:abstract=<name> or " +
         "tcp:host=<host>,port=<port> (e.g. tcp:host=192.168.1.5,port=78)",
       "system",
     );
@@ -418,12 +419,15 @@ function resolveBusAddress(
     if (!address) throw new OptionsError("--dbus session: DBUS_SESSION_BUS_ADDRESS is not set");
     return address;
   }
-  if (/^unix:path=[^,;]+$/.test(dbus) || /^tcp:host=[^,;]+,port=\d+$/.test(dbus)) {
+  try {
+    socketOptions(dbus);
     return dbus;
+  } catch {
+    throw new OptionsError(
+      `--dbus '${shown(dbus)}': expected system, session, unix:path=<socket>, ` +
+        "unix:abstract=<name> or tcp:host=<host>,port=<port>",
+    );
   }
-  throw new OptionsError(
-    `--dbus '${dbus}': expected system, session, unix:path=<socket> or tcp:host=<host>,port=<port>`,
-  );
 }
 
 function serverUrl(server: string, tls: boolean): string {

@@ -89,6 +89,13 @@ Deno.test("invalid options: one line on stderr, exit code 2; --help and --versio
   }
 });
 
+Deno.test("--dbus takes the address as dbus-daemon prints it (guid, several addresses)", async () => {
+  await withGx(
+    { services: [pvInverter()], printedAddress: true },
+    (gx) => gx.wake(gx.topic("pvinverter", 20, "/Ac/Power")),
+  );
+});
+
 Deno.test("an unreachable bus is a clear error, exit code 1", async () => {
   const bridge = new BridgeProcess(["--dbus", "unix:path=/nonexistent/bus", "--portal-id", "x"]);
   strictEqual((await bridge.status).code, 1);

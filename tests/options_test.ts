@@ -37,6 +37,16 @@ Deno.test("bus addresses, broker forms, password from the environment", () => {
   strictEqual(parse(["--no-retain"]).retain, false);
 });
 
+Deno.test("bus addresses with keys the bridge does not need, as dbus-daemon prints them", () => {
+  for (
+    const address of [
+      "unix:path=/tmp/dbus-x,guid=0123456789abcdef0123456789abcdef",
+      "unix:abstract=/tmp/dbus-y,guid=01",
+      "tcp:host=127.0.0.1,port=78,family=ipv4,guid=01;unix:path=/tmp/z",
+    ]
+  ) strictEqual(parse(["--dbus", address]).dbusAddress, address);
+});
+
 Deno.test("invalid options are one-line OptionsErrors", () => {
   throws(() => parse(["-k", "2147484"]), OptionsError, "beyond what a timer holds");
   strictEqual(parse(["-k", "2147483"]).keepAliveSeconds, 2147483);
@@ -46,6 +56,11 @@ Deno.test("invalid options are one-line OptionsErrors", () => {
       ["-k", "soon"],
       ["-k", "-5"],
       ["--dbus", "abstract:x"],
+      ["--dbus", "unix:path="],
+      ["--dbus", "unix:path=%zz"],
+      ["--dbus", "tcp:host=h,port=0"],
+      ["--dbus", "tcp:host=h,port=65536"],
+      ["--dbus", "tcp:host=h,port=78x"],
       ["--dbus", "session"],
       ["--mqtt", "http://x"],
       ["--mqtt", "mqtt://me:p%zz@h"],

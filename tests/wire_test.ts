@@ -12,7 +12,7 @@ import {
   MessageFramer,
   MessageType,
 } from "../lib/dbus_wire.ts";
-import { socketOptions } from "../lib/dbus_connection.ts";
+import { socketOptions } from "../lib/bus_address.ts";
 import { parseSignature } from "../lib/dbus_signature.ts";
 import { dbusNextBytes, dbusNextReads } from "./support/wire.ts";
 

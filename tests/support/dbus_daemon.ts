@@ -5,6 +5,8 @@
 export interface DbusDaemon {
   /** unix:path=... address of the bus. */
   address: string;
+  /** Its addresses as dbus-daemon prints them (unix and tcp, `;`-separated, with guids). */
+  printed: string;
   /** tcp:host=127.0.0.1,port=... address of the same bus. */
   tcpAddress: string;
   stop(): Promise<void>;
@@ -55,6 +57,7 @@ export async function startDbusDaemon(): Promise<DbusDaemon> {
   const port = /port=(\d+)/.exec(tcp)?.[1];
   return {
     address: `unix:path=${socket}`,
+    printed: printed.trim(),
     tcpAddress: `tcp:host=${host},port=${port}`,
     async stop() {
       try {

@@ -26,6 +26,8 @@ export interface GxOptions {
   beforeBridge?: (sim: GxSim) => void | Promise<void>;
   /** Use the bus's TCP address instead of its unix socket. */
   tcp?: boolean;
+  /** Use the bus's addresses as dbus-daemon prints them, as a user pastes them. */
+  printedAddress?: boolean;
   /** Wait for the startup line, i.e. the end of the first scan (default true). */
   waitForScan?: boolean;
   /** The bridge reaches the broker over WebSockets. */
@@ -67,7 +69,7 @@ export class Gx {
     const client = await TestClient.connect(url, [`N/${PORTAL_ID}/#`]);
     const args = [
       "--dbus",
-      options.tcp ? bus.tcpAddress : bus.address,
+      options.printedAddress ? bus.printed : options.tcp ? bus.tcpAddress : bus.address,
       "--mqtt",
       (options.websockets ? broker.wsUrl : options.tls ? broker.tlsUrl : url)!,
       "--portal-id",
