@@ -6,7 +6,10 @@
  */
 import type net from "node:net";
 
-/** Where `unix:path=...`, `unix:abstract=...` or `tcp:host=...,port=...` points. */
+/**
+ * Where `unix:path=...` or `tcp:host=...,port=...` points. Not `unix:abstract=`:
+ * neither Node's nor Deno's sockets reach an abstract name (ECONNREFUSED, tried).
+ */
 export function socketOptions(address: string): net.NetConnectOpts {
   const [transport, rest = ""] = address.split(";")[0].split(/:(.*)/s);
   const params = new Map(
@@ -16,12 +19,10 @@ export function socketOptions(address: string): net.NetConnectOpts {
     }),
   );
   const path = params.get("path");
-  const abstract = params.get("abstract");
   const port = Number(params.get("port"));
   if (transport === "unix" && path) return { path };
-  if (transport === "unix" && abstract) return { path: `\0${abstract}` };
   if (transport === "tcp" && Number.isInteger(port) && port >= 1 && port <= 65535) {
     return { host: params.get("host") || "localhost", port };
   }
-  throw new Error(`unsupported D-Bus address '${address}' (unix:path=, unix:abstract= or tcp:)`);
+  throw new Error(`unsupported D-Bus address '${address}' (unix:path= or tcp:host=,port=)`);
 }

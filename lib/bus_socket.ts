@@ -29,10 +29,7 @@ export interface BusSocket {
 
 /** Connects to `net.NetConnectOpts`-style options (unix path or TCP). */
 export function connectBusSocket(options: net.NetConnectOpts): BusSocket {
-  const abstract = "path" in options && options.path.startsWith("\0");
-  if (typeof Deno === "undefined") return nodeSocket(options);
-  if (!abstract) return new DenoSocket(options);
-  return net.createConnection(options).setNoDelay(true);
+  return typeof Deno === "undefined" ? nodeSocket(options) : new DenoSocket(options);
 }
 
 /**

@@ -188,7 +188,7 @@ function bridgeCommand() {
     )
     .option(
       "-b, --dbus <address>",
-      "D-Bus to scan: system, session, unix:path=<socket>, unix:abstract=<name> or " +
+      "D-Bus to scan: system, session, unix:path=<socket> or " +
         "tcp:host=<host>,port=<port> (e.g. tcp:host=192.168.1.5,port=78)",
       "system",
     );
@@ -424,8 +424,8 @@ function resolveBusAddress(
     return dbus;
   } catch {
     throw new OptionsError(
-      `--dbus '${shown(dbus)}': expected system, session, unix:path=<socket>, ` +
-        "unix:abstract=<name> or tcp:host=<host>,port=<port>",
+      `--dbus '${shown(dbus)}': expected system, session, unix:path=<socket> or ` +
+        "tcp:host=<host>,port=<port>",
     );
   }
 }
