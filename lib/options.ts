@@ -313,22 +313,24 @@ export function parseAskOptions(
   const o = parse(command, [...options, "--", ...args.filter(negative)], write);
   if (!o) return undefined;
   const [item, value] = command.args;
-  // The item is checked as the bridge will parse the request, and as the broker the topic.
-  const request = parseRequest(`R/id/${item}`, "id");
-  const why = typeof request === "string"
-    ? request
-    : request.kind === "keepalive" && !request.read
-    ? "expected <type>/<instance>/<path>"
-    : topicProblem(item);
+  const why = itemProblem(item);
   if (why) throw new OptionsError(`'${shown(item)}': ${why}`);
   if (o.timeout === 0) throw new OptionsError("--timeout 0: nothing could answer in no time");
   if (kind === "write") {
     if (value === undefined) throw new OptionsError("the value to write is missing");
+    let json: unknown;
     try {
-      JSON.parse(value);
+      json = JSON.parse(value);
     } catch {
       throw new OptionsError(
         `value '${shown(value)}' is not JSON (a string needs quotes: '"text"')`,
+      );
+    }
+    // W's payload pasted whole would write a dict holding the value: never what was meant.
+    if (isPayload(json)) {
+      throw new OptionsError(
+        `value '${shown(value)}' is a W payload: give the value itself, e.g. ` +
+          `${shown(JSON.stringify(json.value))}`,
       );
     }
   }
@@ -341,6 +343,22 @@ export function parseAskOptions(
     payload: kind === "write" ? `{"value": ${value}}` : "",
     timeoutSeconds: o.timeout,
   };
+}
+
+const ITEM_FORM = "expected <type>/<instance>/<path>, e.g. battery/512/Soc";
+
+/** Why `item` names no item: as the bridge will parse the request, and the broker the topic. */
+function itemProblem(item: string): string | undefined {
+  if (item.startsWith("/") || item.split("/").length < 3) return ITEM_FORM;
+  const request = parseRequest(`R/id/${item}`, "id");
+  if (typeof request !== "string") return topicProblem(item);
+  // A topic pasted whole: N/<portal id>/battery/512/Soc.
+  return /^[NRW]\//.test(item) ? `${ITEM_FORM}, without the topic's first two levels` : request;
+}
+
+function isPayload(json: unknown): json is { value: unknown } {
+  return typeof json === "object" && json !== null && !Array.isArray(json) &&
+    Object.keys(json).length === 1 && Object.hasOwn(json, "value");
 }
 
 /**

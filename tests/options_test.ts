@@ -161,6 +161,16 @@ Deno.test("read and write: the item, the value's JSON as typed, negative values 
     throws(() => ask("read", [bad]), OptionsError, bad);
   }
   strictEqual(ask("read", ["system/0/Serial"])!.item, "system/0/Serial");
+  // What a user who knows the topics types: the error says what the item is.
+  for (const bad of ["battery/512", "/battery/512/Soc", "N/02fc00000001/battery/512/Soc"]) {
+    throws(() => ask("read", [bad]), /expected <type>\/<instance>\/<path>/, bad);
+  }
+  // A W payload pasted as the value would write a dict {"value": 5}.
+  throws(() => ask("write", [item, '{"value": 5}']), /a W payload: give the value itself, e.g. 5/);
+  strictEqual(
+    ask("write", [item, '{"value": 5, "x": 1}'])!.payload,
+    '{"value": {"value": 5, "x": 1}}',
+  );
   throws(() => ask("read", ["-t", "0", item]), OptionsError, "no time to answer");
   throws(() => ask("read", ["-t", "3000000", item]), OptionsError, "beyond what a timer holds");
 });
