@@ -63,7 +63,12 @@ export function watch(
   say(`connecting to ${options.mqttName}`);
   if (options.insecure) say("--insecure: the broker's certificate is NOT checked");
 
+  /** Said once while the broker stays away, not at every try (one a second). */
+  let problem = "";
+  let connected = false;
   client.on("connect", () => {
+    connected = true;
+    problem = "";
     if (portalId) return follow(portalId);
     say(`connected; waiting for a GX's retained ${SERIALS}`);
     client.subscribe(SERIALS);
@@ -73,8 +78,14 @@ export function watch(
           `connected to ${options.mqttName}?`,
       ), HINT_AFTER_MS);
   });
-  client.on("error", (error) => say(`broker: ${error.message}`));
-  client.on("offline", () => say("broker connection lost; reconnecting"));
+  client.on("error", (error) => {
+    if (error.message !== problem) say(`broker: ${error.message}; trying again`);
+    problem = error.message;
+  });
+  client.on("offline", () => {
+    if (connected) say("broker connection lost; reconnecting");
+    connected = false;
+  });
 
   client.on("message", (topic, buffer) => {
     const payload = buffer.toString();

@@ -70,3 +70,18 @@ Deno.test("watch explains an empty broker instead of staying silent", async () =
     await broker.stop();
   }
 });
+
+Deno.test("watch says once that the broker is away, not at every try", async () => {
+  const away = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (away.addr as Deno.NetAddr).port;
+  away.close(); // a port nothing listens on
+  const watch = new BridgeProcess(["watch", "--mqtt", `mqtt://127.0.0.1:${port}`]);
+  try {
+    await watch.waitForLine(/watch: broker: .*ECONNREFUSED/);
+    await new Promise((resolve) => setTimeout(resolve, 3500)); // three more tries
+    strictEqual(watch.lines.filter((l) => l.startsWith("watch: broker")).length, 1);
+    strictEqual(watch.lines.some((l) => l.includes("connection lost")), false);
+  } finally {
+    await watch.stop();
+  }
+});
