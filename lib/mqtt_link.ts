@@ -171,7 +171,11 @@ export class MqttLink {
       if (this.#client.options.protocolVersion === 5 && UNSUPPORTED_PROTOCOL.has(code as number)) {
         return this.#fallBack();
       }
-      handlers.problem(error.message);
+      // Before a connection, mqtt.js's error is Node's alone (connect ECONNREFUSED ...).
+      const retry = this.#client.connected
+        ? ""
+        : `; trying again in ${this.#client.options.reconnectPeriod! / 1000} s`;
+      handlers.problem(error.message + retry);
     });
     this.#client.on("offline", () => {
       if (this.#wasConnected) {

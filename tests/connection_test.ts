@@ -24,6 +24,15 @@ for (const outage of [1, 30]) {
         items: { "/DeviceInstance": 256, "/Soc": new Variant("d", 58.5) },
       });
       await sleep(outage * 1000);
+      if (outage > 8) {
+        // Each failed try says when the next comes: the first came 1 s after the loss, then 2, 4, 8.
+        const tries = gx.bridge.lines.filter((l) => /WARN {2}\[mqtt\] .*ECONNREFUSED/.test(l));
+        strictEqual(tries.length >= 3, true, tries.join("\n"));
+        deepStrictEqual(
+          tries.map((l) => /; trying again in (\d+) s$/.exec(l)?.[1]),
+          ["2", "4", "8", "8", "8"].slice(0, tries.length),
+        );
+      }
       gx.broker = await startBroker({ port: gx.broker.port }); // same port, empty store
       gx.client.topics.clear();
       await gx.client.waitFor(
