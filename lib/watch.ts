@@ -48,7 +48,8 @@ export function watch(
   const token = `watch-${Math.random().toString(36).slice(2, 10)}`;
   const rows = new Map<string, Row>();
   let portalId = options.portalId;
-  let values = 0;
+  /** The latest payload of each topic shown: a republished value is no change. */
+  const latest = new Map<string, string>();
   let complete = false;
   let lastHeartbeat = 0;
   let redraw: ReturnType<typeof setTimeout> | undefined;
@@ -104,13 +105,16 @@ export function watch(
     if (topic === fullPublishCompletedTopic(portalId)) {
       if (!complete && payload.includes(`"${token}"`)) {
         complete = true;
-        say(`${values} values: the complete picture; changes follow`);
+        const n = latest.size;
+        say(`${n} ${n === 1 ? "value" : "values"}: the complete picture; changes follow`);
       }
       return scheduleRedraw();
     }
     const short = shortTopic(topic);
     if (options.filters.length && !options.filters.some((f) => matchesFilter(f, short))) return;
-    values++;
+    if (latest.get(short) === payload) return;
+    if (payload === "") latest.delete(short);
+    else latest.set(short, payload);
     show(topic, short, payload);
   });
 
@@ -131,7 +135,7 @@ export function watch(
       );
       clearTimeout(waiting);
       waiting = setTimeout(() => {
-        if (values > 0) return;
+        if (latest.size > 0) return;
         say(
           `no values after the keep-alive. Is the bridge for ${id} connected to this broker` +
             (options.filters.length ? ", and does --filter match anything?" : "?"),

@@ -27,6 +27,16 @@ Deno.test("watch finds the GX, keeps it alive and prints a line per change", asy
         gx.sim.get(PV).set("/Ac/Power", power);
         await watch.waitForLine(new RegExp(`^pvinverter/20/Ac/Power ${power}$`));
       }
+      // Another client's keep-alive republishes everything: no change, no line.
+      const completed = `N/${PORTAL_ID}/full_publish_completed`;
+      const before = gx.client.log.filter((m) => m.topic === completed).length;
+      await gx.client.publish(`R/${PORTAL_ID}/keepalive`);
+      await gx.client.waitFor(
+        "the republish",
+        () => gx.client.log.filter((m) => m.topic === completed).length > before,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      strictEqual(watch.stdout.filter((l) => l.startsWith("battery/256/Soc ")).length, 1);
     } finally {
       strictEqual((await watch.stop()).code, 0);
     }
