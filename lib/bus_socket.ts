@@ -33,21 +33,40 @@ export function connectBusSocket(options: net.NetConnectOpts): BusSocket {
 }
 
 /**
- * Under Node, reads go through `onread`: only then does pause() stop reading
+ * Under Node, reads go through `onread`: only then does pausing stop reading
  * from the kernel (readStop); a plain socket reads on into its buffer while
- * paused, a wake-up per message all the same.
+ * paused, a wake-up per message all the same. The pause is the read's answer
+ * (false: readStop on the handle), not net.Socket.pause(), so that neither it
+ * nor resume() runs the stream machinery (Readable's paused state, and a
+ * nextTick and a flow() at each resume) ~30 times a second at 2,000 changes/s:
+ * side by side, four pairs, 35.2-53.4 against 40.5-59.9 ms/s. The bridge
+ * pauses only from a read's listener (ReadPacer.afterRead), so the pause takes
+ * effect as that read ends.
  */
 function nodeSocket(options: net.NetConnectOpts): BusSocket {
+  let paused = false;
   const socket: net.Socket = net.createConnection({
     ...options,
     onread: {
       buffer: new Uint8Array(READ_BUFFER_BYTES),
       // A copy: the buffer is read into again while the messages cut from it are kept.
-      // true: reading goes on (false would pause it), listener or not.
-      callback: (n: number, buffer: Uint8Array) => (socket.emit("data", buffer.slice(0, n)), true),
+      callback: (n: number, buffer: Uint8Array) => {
+        socket.emit("data", buffer.slice(0, n));
+        return !paused;
+      },
     },
   });
-  return socket.setNoDelay(true);
+  socket.setNoDelay(true);
+  return Object.assign(socket, {
+    pause: () => {
+      paused = true;
+      return socket;
+    },
+    resume: () => {
+      paused = false;
+      return net.Socket.prototype.resume.call(socket);
+    },
+  });
 }
 
 /** What one read takes at most: node:net's reads are as large. */
