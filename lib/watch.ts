@@ -6,11 +6,13 @@
  */
 import process from "node:process";
 import mqtt from "mqtt";
+import { escapeUnsafe } from "./log.ts";
 import { connectOptions } from "./mqtt_link.ts";
 import type { WatchOptions } from "./options.ts";
 import {
   fullPublishCompletedTopic,
   heartbeatTopic,
+  isPortalId,
   keepAliveTopic,
   matchesFilter,
   notificationFilter,
@@ -44,7 +46,8 @@ export function watch(
   terminal: Terminal = processTerminal,
   stop?: AbortSignal,
 ): Promise<number> {
-  const say = (message: string) => console.error(`watch: ${message}`);
+  // The broker's words and topics come from elsewhere: escaped as in the bridge's log.
+  const say = (message: string) => console.error(`watch: ${escapeUnsafe(message)}`);
   const token = `watch-${Math.random().toString(36).slice(2, 10)}`;
   const rows = new Map<string, Row>();
   let portalId = options.portalId;
@@ -91,7 +94,9 @@ export function watch(
   client.on("message", (topic, buffer) => {
     const payload = buffer.toString();
     if (!portalId) {
-      portalId = topic.split("/")[1];
+      const id = topic.split("/")[1];
+      if (!isPortalId(id)) return; // anyone may publish a Serial topic
+      portalId = id;
       say(`found GX ${portalId} (when the broker serves several, pick one with --portal-id)`);
       clearTimeout(waiting);
       client.unsubscribe(SERIALS);

@@ -4,6 +4,7 @@
  * terminal.
  */
 
+import { escapeUnsafe } from "./log.ts";
 import { shortTopic } from "./topics.ts";
 
 /**
@@ -15,9 +16,13 @@ export function valueText(payload: string): string {
   return match ? match[1].trimEnd() : payload;
 }
 
-/** One line per message when the output is not a terminal. */
+/**
+ * One line per message when the output is not a terminal. Whoever may publish
+ * on the broker writes topics and payloads: control characters are escaped,
+ * as in the bridge's log, so they cannot steer the terminal or forge lines.
+ */
 export function changeLine(topic: string, payload: string): string {
-  return `${shortTopic(topic)} ${payload === "" ? "(removed)" : valueText(payload)}`;
+  return escapeUnsafe(`${shortTopic(topic)} ${payload === "" ? "(removed)" : valueText(payload)}`);
 }
 
 /** One JSON object per message: the topic plus the payload's members, value text untouched. */
@@ -27,7 +32,8 @@ export function jsonLine(topic: string, payload: string): string {
   try {
     const parsed = JSON.parse(payload);
     if (parsed !== null && typeof parsed === "object" && !Array.isArray(parsed)) {
-      const rest = payload.trim().slice(1).trimStart();
+      // Raw line breaks in valid JSON are whitespace: one record stays one line.
+      const rest = payload.trim().slice(1).trimStart().replace(/[\n\r\t]/g, " ");
       return rest === "}" ? `${head}}` : `${head}, ${rest}`;
     }
   } catch { /* not JSON: passed on as text */ }
@@ -63,12 +69,14 @@ export function renderTable(view: TableView): string[] {
     Math.max(10, ...shown.map((t) => t.length)),
     Math.floor(view.width / 2),
   );
-  const lines = [view.status.slice(0, view.width), ""];
+  const lines = [escapeUnsafe(view.status).slice(0, view.width), ""];
   for (const topic of shown) {
     const row = view.rows.get(topic)!;
     const mark = view.now - row.changedAt < FRESH_MS ? "*" : " ";
     const name = topic.length > nameWidth ? topic.slice(0, nameWidth - 1) + "~" : topic;
-    lines.push(`${mark} ${name.padEnd(nameWidth)}  ${row.text}`.slice(0, view.width));
+    // Escaped as changeLine is, then cut: an escape cut in half cannot reach the terminal.
+    const line = escapeUnsafe(`${mark} ${name.padEnd(nameWidth)}  ${row.text}`);
+    lines.push(line.slice(0, view.width));
   }
   if (shown.length < topics.length) {
     lines.push(`  ... ${topics.length - shown.length} more: narrow it with --filter`);

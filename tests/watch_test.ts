@@ -3,6 +3,7 @@ import { deepStrictEqual, strictEqual } from "node:assert";
 import dbus from "dbus-next";
 import { BridgeProcess } from "./support/bridge.ts";
 import { startBroker } from "./support/broker.ts";
+import { TestClient } from "./support/mqtt_client.ts";
 import { PORTAL_ID, PV, pvInverter, withGx } from "./support/gx.ts";
 
 const { Variant } = dbus;
@@ -93,5 +94,26 @@ Deno.test("watch says once that the broker is away, not at every try", async () 
     strictEqual(watch.lines.some((l) => l.includes("connection lost")), false);
   } finally {
     await watch.stop();
+  }
+});
+
+Deno.test("watch passes over a Serial topic whose id is no portal id", async () => {
+  const broker = await startBroker();
+  const client = await TestClient.connect(broker.url);
+  const watch = new BridgeProcess(["watch", "--mqtt", broker.url]);
+  try {
+    await client.client.publishAsync("N/not a portal id/system/0/Serial", '{"value": 1}', {
+      retain: true,
+    });
+    await watch.waitForLine(/connected; waiting for a GX/);
+    await client.client.publishAsync(`N/${PORTAL_ID}/system/0/Serial`, '{"value": 2}', {
+      retain: true,
+    });
+    await watch.waitForLine(new RegExp(`found GX ${PORTAL_ID}`));
+    strictEqual(watch.lines.filter((l) => l.includes("found GX")).length, 1);
+  } finally {
+    await watch.stop();
+    await client.close();
+    await broker.stop();
   }
 });

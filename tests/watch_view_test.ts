@@ -32,3 +32,15 @@ Deno.test("the table fits the terminal and marks fresh rows", () => {
   const small = renderTable({ status: "s", rows, width: 12, height: 4, now: 10_000 });
   deepStrictEqual(small, ["s", "", "* a/0/Y   1", "  ... 2 more: narrow it with --filter"]);
 });
+
+Deno.test("what anyone may publish cannot steer the terminal or split a line", () => {
+  const evil = "N/e0ff50a097c0/battery/256/\u202eSoc";
+  strictEqual(
+    changeLine(evil, "\x1b[2J12\nforged 1"),
+    "battery/256/\\u202eSoc \\x1b[2J12\\nforged 1",
+  );
+  const rows = new Map<string, Row>([["a/0/\x07", { text: "\x1b]0;x\x07", changedAt: 0 }]]);
+  const table = renderTable({ status: "s\x1b[H", rows, width: 80, height: 10, now: 10_000 });
+  strictEqual(table.some((line) => /[\p{Cc}\u202e]/u.test(line)), false, table.join("|"));
+  strictEqual(jsonLine(T, '{"value":\n1,\r\n"min": 0}').includes("\n"), false);
+});
