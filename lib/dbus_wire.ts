@@ -117,14 +117,20 @@ function join(pieces: Uint8Array[], length: number): Uint8Array {
 }
 
 function messageSize(bytes: Uint8Array, at: number): number {
-  const view = new DataView(bytes.buffer, bytes.byteOffset + at, FIXED_HEADER_BYTES);
   const le = littleEndian(bytes[at]);
-  const bodyLength = view.getUint32(4, le);
-  const fieldsLength = view.getUint32(12, le);
+  const bodyLength = uint32(bytes, at + 4, le);
+  const fieldsLength = uint32(bytes, at + 12, le);
   // Plain arithmetic, not bit tricks: lengths near 2^32 must not wrap around.
   const size = FIXED_HEADER_BYTES + Math.ceil(fieldsLength / 8) * 8 + bodyLength;
   if (size > MAX_MESSAGE_BYTES) throw new FramingError(`a message of ${size} bytes`);
   return size;
+}
+
+/** Without a DataView: one per message cost more than the message's framing. */
+function uint32(bytes: Uint8Array, at: number, le: boolean): number {
+  return le
+    ? (bytes[at] | bytes[at + 1] << 8 | bytes[at + 2] << 16) + bytes[at + 3] * 0x1000000
+    : (bytes[at + 3] | bytes[at + 2] << 8 | bytes[at + 1] << 16) + bytes[at] * 0x1000000;
 }
 
 function littleEndian(marker: number): boolean {
@@ -172,6 +178,30 @@ const ASCII = Array.from({ length: 0x80 }, (_, c) => String.fromCharCode(c));
 
 function isAscii(bytes: Uint8Array, start: number, end: number): boolean {
   for (let i = start; i < end; i++) if (bytes[i] >= 0x80) return false;
+  return true;
+}
+
+/**
+ * Names, paths and signatures are short ASCII: one fromCharCode call is ~3x
+ * cheaper than a decoder call, and the bridge reads ~10 of them a message.
+ */
+function ascii(bytes: Uint8Array, start: number, end: number): string {
+  return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+}
+
+/**
+ * The short ASCII strings read last, by a hash of their bytes, a newer one
+ * taking an older one's slot. On a GX the same few come in every message
+ * (senders, interface, member, "Value", "Text") and each item's path again
+ * and again: one string for each saves building it anew and, as the state's
+ * map keys, hashing it anew (V8 keeps a string's hash with it).
+ */
+const INTERN_SLOTS = 16384;
+const MAX_INTERNED = 64;
+const interned: string[] = new Array(INTERN_SLOTS).fill("");
+
+function sameAscii(text: string, bytes: Uint8Array, start: number): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) !== bytes[start + i]) return false;
   return true;
 }
 
@@ -276,11 +306,18 @@ export class BodyReader {
     this.#at = end + 1;
     const bytes = this.#bytes;
     if (length === 1 && bytes[start] < 0x80) return ASCII[bytes[start]];
-    // Names, paths and signatures are short ASCII: one fromCharCode call is ~3x
-    // cheaper than a decoder call, and the bridge reads ~10 of them a message.
-    if (length <= 256 && isAscii(bytes, start, end)) {
-      return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+    if (length <= MAX_INTERNED) {
+      let hash = length;
+      for (let i = start; i < end; i++) {
+        if (bytes[i] >= 0x80) return utf8.decode(bytes.subarray(start, end));
+        hash = Math.imul(hash ^ bytes[i], 0x01000193);
+      }
+      const slot = hash & (INTERN_SLOTS - 1);
+      const known = interned[slot];
+      if (known.length === length && sameAscii(known, bytes, start)) return known;
+      return interned[slot] = ascii(bytes, start, end);
     }
+    if (length <= 256 && isAscii(bytes, start, end)) return ascii(bytes, start, end);
     return utf8.decode(bytes.subarray(start, end));
   }
 

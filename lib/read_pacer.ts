@@ -88,7 +88,9 @@ export class ReadPacer {
 export function charged(length: number): number {
   const inPages = Math.min(length, pageAlign(Math.max(0, length - MAX_LINEAR)));
   const linear = length - inPages;
-  return 2 ** Math.ceil(Math.log2(linear + SHARED_INFO)) + SKB_HEAD + pageAlign(inPages);
+  // The power of two at or above: one bit beyond the highest of (n - 1).
+  const allocation = 1 << (32 - Math.clz32(linear + SHARED_INFO - 1));
+  return allocation + SKB_HEAD + pageAlign(inPages);
 }
 
 const PAGE = 4096;

@@ -51,6 +51,28 @@ Deno.test("a message's header and body read as dbus-next wrote them", () => {
   deepStrictEqual([...body], [["Value", "12.5"], ["Text", '"12.5 V"']]);
 });
 
+Deno.test("strings read again come back right, however many share a slot", () => {
+  // More paths than the reader keeps (it remembers recent short strings by a
+  // hash): slots are shared, and each read must still give its own bytes.
+  const paths = Array.from({ length: 40_000 }, (_, i) => `/Ac/P${i.toString(36)}/V`);
+  const pathOf = (i: number) =>
+    decodeMessage(
+      encodeMessage({
+        type: MessageType.SIGNAL,
+        serial: 1,
+        path: paths[i],
+        interface: "com.victronenergy.BusItem",
+        member: "PropertiesChanged",
+      }),
+    ).path;
+  for (const order of [1, -1]) {
+    for (let n = 0; n < paths.length; n++) {
+      const i = order > 0 ? n : paths.length - 1 - n;
+      if (pathOf(i) !== paths[i]) throw new Error(`read ${pathOf(i)} for ${paths[i]}`);
+    }
+  }
+});
+
 Deno.test("big-endian messages read as well as little-endian ones", () => {
   // A signal from a big-endian service: path "/", member "M", body "d" = 2.0.
   const bytes = new Uint8Array(64);
