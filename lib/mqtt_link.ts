@@ -238,7 +238,10 @@ export class MqttLink {
       const wait = this.maxDelayMs > 0 ? hold : hold - sinceFlush;
       // Its write holds nothing back: with reads a little more than `hold`
       // apart it would come just before each, and each read's values would wait for the next.
-      this.#backstop = setTimeout(() => this.#flush(this.maxDelayMs === 0), wait);
+      this.#backstop = setTimeout(() => {
+        this.#backstop = undefined; // spent: no clearTimeout (see ReadPacer)
+        this.#flush(this.maxDelayMs === 0);
+      }, wait);
     }
   }
 
