@@ -15,14 +15,30 @@ export function socketOptions(address: string): net.NetConnectOpts {
   const params = new Map(
     rest.split(",").filter(Boolean).map((pair) => {
       const [key, value = ""] = pair.split(/=(.*)/s);
-      return [key, decodeURIComponent(value)];
+      return [key, unescaped(value)];
     }),
   );
   const path = params.get("path");
-  const port = Number(params.get("port"));
+  const port = params.get("port");
   if (transport === "unix" && path) return { path };
-  if (transport === "tcp" && Number.isInteger(port) && port >= 1 && port <= 65535) {
-    return { host: params.get("host") || "localhost", port };
+  if (transport === "unix" && params.has("abstract")) {
+    throw new Error("an abstract socket (unix:abstract=) cannot be reached; use unix:path=");
+  }
+  if (transport === "tcp" && port !== undefined) {
+    const number = Number(port);
+    if (!/^\d+$/.test(port) || number < 1 || number > 65535) {
+      throw new Error(`port '${port}' is no port from 1 to 65535`);
+    }
+    return { host: params.get("host") || "localhost", port: number };
   }
   throw new Error(`unsupported D-Bus address '${address}' (unix:path= or tcp:host=,port=)`);
+}
+
+/** The specification's %-escapes (dbus-daemon prints `,` in a path as %2c). */
+function unescaped(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    throw new Error(`'${value}' has a malformed %-escape`);
+  }
 }

@@ -189,7 +189,7 @@ function bridgeCommand() {
     .option(
       "-b, --dbus <address>",
       "D-Bus to scan: system, session, unix:path=<socket> or " +
-        "tcp:host=<host>,port=<port> (e.g. tcp:host=192.168.1.5,port=78)",
+        "tcp:host=<host>,port=<port> (e.g. tcp:host=192.168.1.5,port=7272)",
       "system",
     );
   return withBrokerOptions(command)
@@ -238,7 +238,7 @@ function bridgeCommand() {
     )
     .addHelpText(
       "after",
-      "\nExample:\n  dbus-mqtt --dbus tcp:host=192.168.1.5,port=78 " +
+      "\nExample:\n  dbus-mqtt --dbus tcp:host=192.168.1.5,port=7272 " +
         "-q 127.0.0.1 --portal-id e0ff50a097c0 -k 60\n" +
         "\nWatch the values a bridge publishes: dbus-mqtt watch --help" +
         "\nRead or write one item, its answer printed (MQTT 5): dbus-mqtt read|write --help",
@@ -422,7 +422,9 @@ function parse<Opts extends OptionValues>(
     if (code === "commander.helpDisplayed" || code === "commander.version") {
       return undefined;
     }
-    throw new OptionsError((error as Error).message.replace(/^error: /, ""));
+    // One line, as the bridge's other errors: commander puts "(Did you mean ...?)" on a second.
+    const message = (error as Error).message.replace(/^error: /, "").replace(/\s*\n\s*/g, " ");
+    throw new OptionsError(message);
   }
   return program.opts();
 }
@@ -440,10 +442,13 @@ function resolveBusAddress(
   try {
     socketOptions(dbus);
     return dbus;
-  } catch {
+  } catch (error) {
+    const why = (error as Error).message;
     throw new OptionsError(
-      `--dbus '${shown(dbus)}': expected system, session, unix:path=<socket> or ` +
-        "tcp:host=<host>,port=<port>",
+      `--dbus '${shown(dbus)}': ` +
+        (why.startsWith("unsupported")
+          ? "expected system, session, unix:path=<socket> or tcp:host=<host>,port=<port>"
+          : shown(why)),
     );
   }
 }

@@ -8,12 +8,43 @@ import { escapeUnsafe } from "./log.ts";
 import { shortTopic } from "./topics.ts";
 
 /**
- * The payload's value exactly as published (`12.0` stays `12.0`), with any
- * members after it (`50, "min": 0, "max": 100`); other payloads as they are.
+ * The payload's value exactly as published (`12.0` stays `12.0`), then any
+ * other members in brackets, as published too (`50 (min 0, max 100)`); other
+ * payloads as they are.
  */
 export function valueText(payload: string): string {
   const match = /^\{\s*"value"\s*:\s*([\s\S]*)\}$/.exec(payload);
-  return match ? match[1].trimEnd() : payload;
+  if (!match) return payload;
+  // Each comma is tried by parsing what is before it: a long payload is shown as it is.
+  if (match[1].length > MAX_CUT) return match[1].trimEnd();
+  // Cut at the commas between the value and each member, not at those inside them.
+  const parts: string[] = [];
+  let from = 0;
+  for (const { index } of match[1].matchAll(/,/g)) {
+    const part = match[1].slice(from, index);
+    if (isJson(parts.length === 0 ? `[${part}]` : `{${part}}`)) {
+      parts.push(part.trim());
+      from = index + 1;
+    }
+  }
+  const [value, ...members] = [...parts, match[1].slice(from).trim()];
+  if (members.length === 0) return value;
+  const shown = members.map((member) => {
+    const named = /^("(?:[^"\\]|\\.)*")\s*:\s*([\s\S]*)$/.exec(member);
+    return named && isJson(`{${member}}`) ? `${JSON.parse(named[1])} ${named[2]}` : member;
+  });
+  return `${value} (${shown.join(", ")})`;
+}
+
+const MAX_CUT = 1024;
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

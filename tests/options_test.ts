@@ -73,6 +73,35 @@ Deno.test("invalid options are one-line OptionsErrors", () => {
   }
 });
 
+Deno.test("an invalid option says what is wrong with it", () => {
+  const why = (args: string[]) => {
+    try {
+      parse(args);
+    } catch (error) {
+      return (error as Error).message;
+    }
+    throw new Error(`${args.join(" ")} was taken`);
+  };
+  strictEqual(
+    why(["--dbus", "tcp:host=h,port=70000"]),
+    "--dbus 'tcp:host=h,port=70000': port '70000' is no port from 1 to 65535",
+  );
+  strictEqual(
+    why(["--dbus", "unix:abstract=/tmp/x"]),
+    "--dbus 'unix:abstract=/tmp/x': an abstract socket (unix:abstract=) cannot be reached; " +
+      "use unix:path=",
+  );
+  strictEqual(
+    why(["--dbus", "launchd:env=X"]),
+    "--dbus 'launchd:env=X': expected system, session, unix:path=<socket> or " +
+      "tcp:host=<host>,port=<port>",
+  );
+  strictEqual(
+    why(["--keep-alve", "5"]),
+    "unknown option '--keep-alve' (Did you mean --keep-alive?)",
+  );
+});
+
 Deno.test("portal id from a MAC address", () => {
   strictEqual(macToPortalId("E0:FF:50:A0:97:C0\n"), "e0ff50a097c0");
   strictEqual(macToPortalId("00:00:00:00:00:00"), undefined);

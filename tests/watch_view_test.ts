@@ -5,7 +5,13 @@ const T = "N/e0ff50a097c0/battery/256/Soc";
 
 Deno.test("values are shown exactly as published", () => {
   strictEqual(valueText('{"value": 12.0}'), "12.0");
-  strictEqual(valueText('{"value": 50, "min": 0, "max": 100}'), '50, "min": 0, "max": 100');
+  strictEqual(valueText('{"value": 50, "min": 0, "max": 100}'), "50 (min 0, max 100)");
+  strictEqual(valueText('{"value": 1.0, "default": 2.0}'), "1.0 (default 2.0)");
+  strictEqual(valueText('{"value": "a, b", "min": "x"}'), '"a, b" (min "x")');
+  strictEqual(valueText('{"value": [1, 2], "max": [3, 4]}'), "[1, 2] (max [3, 4])");
+  strictEqual(valueText('{"value": {"a": 1, "b": 2}}'), '{"a": 1, "b": 2}');
+  const long = `{"value": [${"1,".repeat(100_000)}1], "min": 0}`;
+  strictEqual(valueText(long), long.slice(10, -1));
   strictEqual(valueText("not json"), "not json");
   strictEqual(changeLine(T, '{"value": null}'), "battery/256/Soc null");
   strictEqual(changeLine(T, ""), "battery/256/Soc (removed)");
