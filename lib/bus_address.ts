@@ -31,8 +31,13 @@ export function socketOptions(address: string): net.NetConnectOpts {
     }
     return { host: params.get("host") || "localhost", port: number };
   }
-  throw new Error(`unsupported D-Bus address '${address}' (unix:path= or tcp:host=,port=)`);
+  throw new UnsupportedAddress(
+    `unsupported D-Bus address '${address}' (unix:path= or tcp:host=,port=)`,
+  );
 }
+
+/** Neither a unix path nor a TCP port: what can be reached is worth listing. */
+export class UnsupportedAddress extends Error {}
 
 /** The specification's %-escapes (dbus-daemon prints `,` in a path as %2c). */
 function unescaped(value: string): string {

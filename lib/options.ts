@@ -10,7 +10,7 @@ import {
   type OptionValues,
 } from "@commander-js/extra-typings";
 import { readFileSync } from "node:fs";
-import { socketOptions } from "./bus_address.ts";
+import { socketOptions, UnsupportedAddress } from "./bus_address.ts";
 import { isPortalId, isValidFilter, parseRequest } from "./topics.ts";
 import { topicProblem } from "./mqtt_packets.ts";
 import { LOG_LEVELS, type LogLevel, shown } from "./log.ts";
@@ -443,12 +443,11 @@ function resolveBusAddress(
     socketOptions(dbus);
     return dbus;
   } catch (error) {
-    const why = (error as Error).message;
     throw new OptionsError(
       `--dbus '${shown(dbus)}': ` +
-        (why.startsWith("unsupported")
+        (error instanceof UnsupportedAddress
           ? "expected system, session, unix:path=<socket> or tcp:host=<host>,port=<port>"
-          : shown(why)),
+          : shown((error as Error).message)),
     );
   }
 }
