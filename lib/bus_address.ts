@@ -31,12 +31,14 @@ export function socketOptions(address: string): net.NetConnectOpts {
     }
     return { host: params.get("host") || "localhost", port: number };
   }
+  if (transport === "tcp") throw new Error("a tcp: address needs port=<1-65535>");
+  if (transport === "unix") throw new Error("a unix: address needs path=<socket>");
   throw new UnsupportedAddress(
     `unsupported D-Bus address '${address}' (unix:path= or tcp:host=,port=)`,
   );
 }
 
-/** Neither a unix path nor a TCP port: what can be reached is worth listing. */
+/** A transport other than unix: and tcp:: what the bridge can use is worth listing. */
 export class UnsupportedAddress extends Error {}
 
 /** The specification's %-escapes (dbus-daemon prints `,` in a path as %2c). */

@@ -15,7 +15,7 @@ export type Logger = Record<LogLevel, (context: string, message: string) => void
  * controls (newline, ESC, NUL, ...), bidi controls (U+202E turns text around),
  * line separators, and halves of UTF-16 pairs.
  */
-const UNSAFE = /[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]|\p{Cs}/gu;
+export const UNSAFE = /[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]|\p{Cs}/gu;
 const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
 /** How much of one outside value a log line shows. */
 const MAX_SHOWN = 200;

@@ -433,20 +433,37 @@ function resolveBusAddress(
   dbus: string,
   env: Record<string, string | undefined>,
 ): string {
-  if (dbus === "system") return env.DBUS_SYSTEM_BUS_ADDRESS ?? SYSTEM_BUS_SOCKET;
+  if (dbus === "system") {
+    const address = env.DBUS_SYSTEM_BUS_ADDRESS;
+    return address === undefined
+      ? SYSTEM_BUS_SOCKET
+      : checkAddress(address, "DBUS_SYSTEM_BUS_ADDRESS");
+  }
   if (dbus === "session") {
     const address = env.DBUS_SESSION_BUS_ADDRESS;
     if (!address) throw new OptionsError("--dbus session: DBUS_SESSION_BUS_ADDRESS is not set");
-    return address;
+    return checkAddress(address, "DBUS_SESSION_BUS_ADDRESS");
   }
+  return checkAddress(dbus);
+}
+
+/**
+ * An address the connection can use, checked here so that a wrong one is an
+ * option error (exit 2), not a lost bus (exit 1, which a supervisor retries).
+ * `variable`: the environment variable it came from.
+ */
+function checkAddress(address: string, variable?: string): string {
   try {
-    socketOptions(dbus);
-    return dbus;
+    socketOptions(address);
+    return address;
   } catch (error) {
+    const where = variable ? `$${variable}` : "--dbus";
+    const expected = (variable ? "" : "system, session, ") +
+      "unix:path=<socket> or tcp:host=<host>,port=<port>";
     throw new OptionsError(
-      `--dbus '${shown(dbus)}': ` +
+      `${where} '${shown(address)}': ` +
         (error instanceof UnsupportedAddress
-          ? "expected system, session, unix:path=<socket> or tcp:host=<host>,port=<port>"
+          ? `expected ${expected}`
           : shown((error as Error).message)),
     );
   }

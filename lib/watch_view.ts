@@ -4,7 +4,7 @@
  * terminal.
  */
 
-import { escapeUnsafe } from "./log.ts";
+import { escapeUnsafe, UNSAFE } from "./log.ts";
 import { shortTopic } from "./topics.ts";
 
 /**
@@ -15,8 +15,13 @@ import { shortTopic } from "./topics.ts";
 export function valueText(payload: string): string {
   const match = /^\{\s*"value"\s*:\s*([\s\S]*)\}$/.exec(payload);
   if (!match) return payload;
-  // Each comma is tried by parsing what is before it: a long payload is shown as it is.
-  if (match[1].length > MAX_CUT) return match[1].trimEnd();
+  // Each comma is tried by parsing what is before it: a long payload is shown
+  // as it is, or as its value when that is all it holds.
+  if (match[1].length > MAX_CUT) {
+    return isJson(payload) && Object.keys(JSON.parse(payload)).length === 1
+      ? match[1].trimEnd()
+      : payload;
+  }
   // Cut at the commas between the value and each member, not at those inside them.
   const parts: string[] = [];
   let from = 0;
@@ -27,7 +32,7 @@ export function valueText(payload: string): string {
       from = index + 1;
     }
   }
-  const [value, ...members] = [...parts, match[1].slice(from).trim()];
+  const [value, ...members] = [...parts, match[1].slice(from).trim()].filter(Boolean);
   if (members.length === 0) return value;
   const shown = members.map((member) => {
     const named = /^("(?:[^"\\]|\\.)*")\s*:\s*([\s\S]*)$/.exec(member);
@@ -56,19 +61,29 @@ export function changeLine(topic: string, payload: string): string {
   return escapeUnsafe(`${shortTopic(topic)} ${payload === "" ? "(removed)" : valueText(payload)}`);
 }
 
-/** One JSON object per message: the topic plus the payload's members, value text untouched. */
+/**
+ * One JSON object per message: the topic plus the payload's members, value
+ * text untouched. A payload with a member of the record's own ("topic",
+ * "removed") comes as "payload" text, so that it cannot name another topic.
+ * Characters that could steer a terminal are JSON escapes (the same text to
+ * a JSON reader).
+ */
 export function jsonLine(topic: string, payload: string): string {
   const head = `{"topic": ${JSON.stringify(topic)}`;
   if (payload === "") return `${head}, "removed": true}`;
+  let record = `${head}, "payload": ${JSON.stringify(payload)}}`;
   try {
     const parsed = JSON.parse(payload);
-    if (parsed !== null && typeof parsed === "object" && !Array.isArray(parsed)) {
+    if (
+      parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) &&
+      !("topic" in parsed) && !("removed" in parsed)
+    ) {
       // Raw line breaks in valid JSON are whitespace: one record stays one line.
       const rest = payload.trim().slice(1).trimStart().replace(/[\n\r\t]/g, " ");
-      return rest === "}" ? `${head}}` : `${head}, ${rest}`;
+      record = rest === "}" ? `${head}}` : `${head}, ${rest}`;
     }
   } catch { /* not JSON: passed on as text */ }
-  return `${head}, "payload": ${JSON.stringify(payload)}}`;
+  return record.replace(UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
 export interface Row {

@@ -74,9 +74,9 @@ Deno.test("invalid options are one-line OptionsErrors", () => {
 });
 
 Deno.test("an invalid option says what is wrong with it", () => {
-  const why = (args: string[]) => {
+  const why = (args: string[], env: Record<string, string> = {}) => {
     try {
-      parse(args);
+      parse(args, env);
     } catch (error) {
       return (error as Error).message;
     }
@@ -94,6 +94,17 @@ Deno.test("an invalid option says what is wrong with it", () => {
   strictEqual(
     why(["--dbus", "launchd:env=X"]),
     "--dbus 'launchd:env=X': expected system, session, unix:path=<socket> or " +
+      "tcp:host=<host>,port=<port>",
+  );
+  // From the environment too: a wrong address is an option error (exit 2), not a lost bus.
+  strictEqual(
+    why(["--dbus", "session"], { DBUS_SESSION_BUS_ADDRESS: "unix:abstract=/tmp/x,guid=1" }),
+    "$DBUS_SESSION_BUS_ADDRESS 'unix:abstract=/tmp/x,guid=1': an abstract socket " +
+      "(unix:abstract=) cannot be reached; use unix:path=",
+  );
+  strictEqual(
+    why([], { DBUS_SYSTEM_BUS_ADDRESS: "launchd:env=X" }),
+    "$DBUS_SYSTEM_BUS_ADDRESS 'launchd:env=X': expected unix:path=<socket> or " +
       "tcp:host=<host>,port=<port>",
   );
   strictEqual(

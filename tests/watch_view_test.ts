@@ -11,7 +11,9 @@ Deno.test("values are shown exactly as published", () => {
   strictEqual(valueText('{"value": [1, 2], "max": [3, 4]}'), "[1, 2] (max [3, 4])");
   strictEqual(valueText('{"value": {"a": 1, "b": 2}}'), '{"a": 1, "b": 2}');
   const long = `{"value": [${"1,".repeat(100_000)}1], "min": 0}`;
-  strictEqual(valueText(long), long.slice(10, -1));
+  strictEqual(valueText(long), long);
+  strictEqual(valueText(`{"value": "${"a".repeat(2000)}"}`), `"${"a".repeat(2000)}"`);
+  strictEqual(valueText('{"value":1,}'), "1");
   strictEqual(valueText("not json"), "not json");
   strictEqual(changeLine(T, '{"value": null}'), "battery/256/Soc null");
   strictEqual(changeLine(T, ""), "battery/256/Soc (removed)");
@@ -23,6 +25,15 @@ Deno.test("JSON records keep the payload's members and value text", () => {
   strictEqual(jsonLine(T, ""), `{"topic": "${T}", "removed": true}`);
   strictEqual(jsonLine(T, "[1]"), `{"topic": "${T}", "payload": "[1]"}`);
   deepStrictEqual(JSON.parse(jsonLine(T, '{"value": "a\\"b"}')), { topic: T, value: 'a"b' });
+});
+
+Deno.test("a JSON record cannot be made to name another topic or steer a terminal", () => {
+  const forged = '{"value": 1, "topic": "N/x/system/0/Serial", "removed": true}';
+  deepStrictEqual(JSON.parse(jsonLine(T, forged)), { topic: T, payload: forged });
+  const value = "\u009b31m \u202e \u007f \u2028";
+  const line = jsonLine(T + "\u202e", `{"value": "${value}"}`);
+  strictEqual(/[\u007f-\u009f\u202e\u2028]/.test(line), false, line);
+  deepStrictEqual(JSON.parse(line), { topic: T + "\u202e", value });
 });
 
 Deno.test("the table fits the terminal and marks fresh rows", () => {

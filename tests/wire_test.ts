@@ -134,7 +134,8 @@ Deno.test("D-Bus addresses: unix path, tcp, escapes; the first of a list", () =>
   throws(() => socketOptions("unix:abstract=/tmp/dbus-x"), /abstract socket .* use unix:path=/);
   deepStrictEqual(socketOptions("tcp:host=venus.local,port=78"), { host: "venus.local", port: 78 });
   deepStrictEqual(socketOptions("unix:path=/tmp/a%2cb;tcp:host=x,port=1"), { path: "/tmp/a,b" });
-  throws(() => socketOptions("tcp:host=venus.local"), /unsupported D-Bus address/);
+  throws(() => socketOptions("tcp:host=venus.local"), /a tcp: address needs port=/);
+  throws(() => socketOptions("unix:path="), /a unix: address needs path=/);
   throws(() => socketOptions("launchd:env=X"), /unsupported D-Bus address/);
   throws(() => socketOptions("tcp:host=x,port=70000"), /port '70000' is no port from 1 to 65535/);
   throws(() => socketOptions("unix:path=/tmp/%zz"), /'\/tmp\/%zz' has a malformed %-escape/);
