@@ -370,6 +370,10 @@ export function parseOptions(
   env: Record<string, string | undefined>,
   write: (text: string) => void,
 ): Options | undefined {
+  // The bridge takes no arguments: a word before the options is a command misspelt.
+  if (args.length && !args[0].startsWith("-")) {
+    throw new OptionsError(`unknown command '${shown(args[0])}' (watch, read or write)`);
+  }
   const o = parse(bridgeCommand(), args, write);
   if (!o) return undefined;
   const dbus = resolveBusAddress(o.dbus, env);

@@ -107,6 +107,7 @@ Deno.test("an invalid option says what is wrong with it", () => {
     "$DBUS_SYSTEM_BUS_ADDRESS 'launchd:env=X': expected unix:path=<socket> or " +
       "tcp:host=<host>,port=<port>",
   );
+  strictEqual(why(["wach", "-q", "x"]), "unknown command 'wach' (watch, read or write)");
   strictEqual(
     why(["--keep-alve", "5"]),
     "unknown option '--keep-alve' (Did you mean --keep-alive?)",
