@@ -64,7 +64,8 @@ export function changeLine(topic: string, payload: string): string {
 /**
  * One JSON object per message: the topic plus the payload's members, value
  * text untouched. A payload with a member of the record's own ("topic",
- * "removed") comes as "payload" text, so that it cannot name another topic.
+ * "removed", "payload") comes as "payload" text, so that it cannot name
+ * another topic or pass for another kind of record.
  * Characters that could steer a terminal are JSON escapes (the same text to
  * a JSON reader).
  */
@@ -76,7 +77,7 @@ export function jsonLine(topic: string, payload: string): string {
     const parsed = JSON.parse(payload);
     if (
       parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) &&
-      !("topic" in parsed) && !("removed" in parsed)
+      !RECORD_MEMBERS.some((member) => member in parsed)
     ) {
       // Raw line breaks in valid JSON are whitespace: one record stays one line.
       const rest = payload.trim().slice(1).trimStart().replace(/[\n\r\t]/g, " ");
@@ -85,6 +86,9 @@ export function jsonLine(topic: string, payload: string): string {
   } catch { /* not JSON: passed on as text */ }
   return record.replace(UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
+
+/** What jsonLine's records say themselves. */
+const RECORD_MEMBERS = ["topic", "removed", "payload"];
 
 export interface Row {
   text: string;

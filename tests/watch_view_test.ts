@@ -30,6 +30,8 @@ Deno.test("JSON records keep the payload's members and value text", () => {
 Deno.test("a JSON record cannot be made to name another topic or steer a terminal", () => {
   const forged = '{"value": 1, "topic": "N/x/system/0/Serial", "removed": true}';
   deepStrictEqual(JSON.parse(jsonLine(T, forged)), { topic: T, payload: forged });
+  const posing = '{"payload": "not JSON"}';
+  deepStrictEqual(JSON.parse(jsonLine(T, posing)), { topic: T, payload: posing });
   const value = "\u009b31m \u202e \u007f \u2028";
   const line = jsonLine(T + "\u202e", `{"value": "${value}"}`);
   strictEqual(/[\u007f-\u009f\u202e\u2028]/.test(line), false, line);
