@@ -10,33 +10,30 @@ import { shortTopic } from "./topics.ts";
 /**
  * The payload's value exactly as published (`12.0` stays `12.0`), then any
  * other members in brackets, as published too (`50 (min 0, max 100)`); other
- * payloads as they are.
+ * payloads, and payloads that are no JSON, as they are.
  */
 export function valueText(payload: string): string {
   const match = /^\{\s*"value"\s*:\s*([\s\S]*)\}$/.exec(payload);
-  if (!match) return payload;
-  // Each comma is tried by parsing what is before it: a long payload is shown
-  // as it is, or as its value when that is all it holds.
-  if (match[1].length > MAX_CUT) {
-    return isJson(payload) && Object.keys(JSON.parse(payload)).length === 1
-      ? match[1].trimEnd()
-      : payload;
-  }
+  const members = match ? jsonObject(payload) : undefined;
+  if (!match || !members) return payload;
+  const text = match[1].trimEnd();
+  if (Object.keys(members).length === 1) return text;
+  // Each comma is tried by parsing what is before it: a long payload is shown as it is.
+  if (text.length > MAX_CUT) return payload;
   // Cut at the commas between the value and each member, not at those inside them.
   const parts: string[] = [];
   let from = 0;
-  for (const { index } of match[1].matchAll(/,/g)) {
-    const part = match[1].slice(from, index);
+  for (const { index } of text.matchAll(/,/g)) {
+    const part = text.slice(from, index);
     if (isJson(parts.length === 0 ? `[${part}]` : `{${part}}`)) {
       parts.push(part.trim());
       from = index + 1;
     }
   }
-  const [value, ...members] = [...parts, match[1].slice(from).trim()].filter(Boolean);
-  if (members.length === 0) return value;
-  const shown = members.map((member) => {
+  const [value, ...others] = [...parts, text.slice(from).trim()];
+  const shown = others.map((member) => {
     const named = /^("(?:[^"\\]|\\.)*")\s*:\s*([\s\S]*)$/.exec(member);
-    return named && isJson(`{${member}}`) ? `${JSON.parse(named[1])} ${named[2]}` : member;
+    return named ? `${JSON.parse(named[1])} ${named[2]}` : member;
   });
   return `${value} (${shown.join(", ")})`;
 }
@@ -44,11 +41,24 @@ export function valueText(payload: string): string {
 const MAX_CUT = 1024;
 
 function isJson(text: string): boolean {
+  return jsonParsed(text) !== NOT_JSON;
+}
+
+/** `text` as a JSON object's members, when it is one. */
+function jsonObject(text: string): Record<string, unknown> | undefined {
+  const parsed = jsonParsed(text);
+  return parsed !== null && typeof parsed === "object" && !Array.isArray(parsed)
+    ? parsed as Record<string, unknown>
+    : undefined;
+}
+
+const NOT_JSON = Symbol("not JSON");
+
+function jsonParsed(text: string): unknown {
   try {
-    JSON.parse(text);
-    return true;
+    return JSON.parse(text);
   } catch {
-    return false;
+    return NOT_JSON;
   }
 }
 
@@ -73,17 +83,12 @@ export function jsonLine(topic: string, payload: string): string {
   const head = `{"topic": ${JSON.stringify(topic)}`;
   if (payload === "") return `${head}, "removed": true}`;
   let record = `${head}, "payload": ${JSON.stringify(payload)}}`;
-  try {
-    const parsed = JSON.parse(payload);
-    if (
-      parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) &&
-      !RECORD_MEMBERS.some((member) => member in parsed)
-    ) {
-      // Raw line breaks in valid JSON are whitespace: one record stays one line.
-      const rest = payload.trim().slice(1).trimStart().replace(/[\n\r\t]/g, " ");
-      record = rest === "}" ? `${head}}` : `${head}, ${rest}`;
-    }
-  } catch { /* not JSON: passed on as text */ }
+  const members = jsonObject(payload);
+  if (members && !RECORD_MEMBERS.some((member) => Object.hasOwn(members, member))) {
+    // Raw line breaks in valid JSON are whitespace: one record stays one line.
+    const rest = payload.trim().slice(1).trimStart().replace(/[\n\r\t]/g, " ");
+    record = rest === "}" ? `${head}}` : `${head}, ${rest}`;
+  }
   return record.replace(UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 

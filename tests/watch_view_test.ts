@@ -13,7 +13,8 @@ Deno.test("values are shown exactly as published", () => {
   const long = `{"value": [${"1,".repeat(100_000)}1], "min": 0}`;
   strictEqual(valueText(long), long);
   strictEqual(valueText(`{"value": "${"a".repeat(2000)}"}`), `"${"a".repeat(2000)}"`);
-  strictEqual(valueText('{"value":1,}'), "1");
+  strictEqual(valueText('{"value":1,}'), '{"value":1,}');
+  strictEqual(valueText('{"value": 1, "min": }'), '{"value": 1, "min": }');
   strictEqual(valueText("not json"), "not json");
   strictEqual(changeLine(T, '{"value": null}'), "battery/256/Soc null");
   strictEqual(changeLine(T, ""), "battery/256/Soc (removed)");
