@@ -29,6 +29,7 @@ import { BridgeState, type Item, type Service, toInstance } from "./lib/state.ts
 import {
   fullPublishCompletedTopic,
   heartbeatTopic,
+  isSerial,
   itemName,
   type ItemRequest,
   matchesFilter,
@@ -89,7 +90,6 @@ async function main(args: string[]): Promise<number> {
 
 async function bridge(options: Options, portalId: string, log: Logger): Promise<number> {
   const state = new BridgeState(portalId, options.masked);
-  const serial = serialTopic(portalId);
   const keepAlive = new KeepAlive(options.keepAliveSeconds * 1000, {
     woke: () => log.info("keepalive", "request received: publishing"),
     publishAll,
@@ -317,8 +317,13 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
 
   function connected(): void {
     log.info("mqtt", `connected to ${options.mqttName}`);
-    link.publishValue(serial, payload(JSON.stringify(portalId)), true);
+    publishSerial();
     if (keepAlive.alive) publishAll();
+  }
+
+  /** The Serial, retained: the portal id, whatever D-Bus says (see isSerial). */
+  function publishSerial(): void {
+    link.publishValue(serialTopic(portalId), payload(JSON.stringify(portalId)), true);
   }
 
   /** Answers the request (MQTT 5), once; undefined when it asked for no answer. */
@@ -343,8 +348,8 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     switch (req.kind) {
       case "keepalive":
         keepAlive.onKeepAlive(lenientUtf8.decode(body.subarray(0, MAX_PAYLOAD_BYTES)), reply);
-        // A read of the Serial is also a keep-alive; without a system service, the Serial is ours.
-        if (req.read && state.byDevice("system", 0)) read(topic, req.read, undefined);
+        // A read of the Serial is also a keep-alive, answered as the original bridge did.
+        if (req.read) publishSerial();
         return;
       case "read":
         keepAlive.onItemRequest();
@@ -452,6 +457,7 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     if (options.readOnly) {
       return fail(reply, "write", topic, "refused, the bridge is read-only (--read-only)");
     }
+    if (isSerial(req)) return fail(reply, "write", topic, "refused, the Serial is the portal id");
     const name = itemName(req.type, req.instance, req.path);
     if (options.allowWrite.length && !options.allowWrite.some((p) => matchesFilter(p, name))) {
       return fail(reply, "write", topic, `refused, ${name} matches no --allow-write pattern`);
@@ -524,9 +530,9 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     link.publishEvent(fullPublishCompletedTopic(portalId), payload(String(now), extra));
   }
 
-  /** Removes our retained message from the broker (never the Serial's). */
+  /** Removes our retained message from the broker. */
   function clearItem(item: Item): void {
-    if (!item.retainedByBroker || item.topic === serial) return;
+    if (!item.retainedByBroker) return;
     link.publishValue(item.topic, "", true);
     item.retainedByBroker = false;
   }

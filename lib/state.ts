@@ -3,7 +3,14 @@
  * by type/instance, and their items with the JSON last seen. Pure: methods
  * take what happened and return what changed; main.ts does the I/O.
  */
-import { isBlocked, MASKED, MASKED_JSON, notificationTopic, serviceType } from "./topics.ts";
+import {
+  isBlocked,
+  isSerial,
+  MASKED,
+  MASKED_JSON,
+  notificationTopic,
+  serviceType,
+} from "./topics.ts";
 import { INVALID_JSON } from "./dbus_wire.ts";
 
 export interface Item {
@@ -16,7 +23,7 @@ export interface Item {
   limits: string;
   /** Arrival number of the D-Bus message the value came from. */
   seq: number;
-  /** "" until the service's device instance is known. */
+  /** "" until the service's device instance is known, and for the Serial (see isSerial). */
   topic: string;
   /** The broker holds a retained message of ours on this topic. */
   retainedByBroker: boolean;
@@ -94,9 +101,7 @@ export class BridgeState {
    */
   ready(service: Service, instance: number): Service | undefined {
     service.instance = instance;
-    for (const item of service.items.values()) {
-      item.topic = notificationTopic(this.portalId, service.type, instance, item.path);
-    }
+    for (const item of service.items.values()) item.topic = this.#topic(service, item.path);
     const key = deviceKey(service.type, instance);
     const previous = this.#byDevice.get(key);
     this.#byDevice.set(key, service);
@@ -122,9 +127,7 @@ export class BridgeState {
       if (isBlocked(service.type, path)) return undefined;
       const masked = this.#masked.has(service.type + path);
       if (masked) [json, limits] = secret(json);
-      const topic = service.instance === undefined
-        ? ""
-        : notificationTopic(this.portalId, service.type, service.instance, path);
+      const topic = this.#topic(service, path);
       item = { path, json, masked, limits: limits ?? "", seq, topic, retainedByBroker: false };
       service.items.set(path, item);
       return item;
@@ -136,6 +139,11 @@ export class BridgeState {
     item.json = json;
     if (limits !== undefined) item.limits = limits;
     return item;
+  }
+
+  #topic({ type, instance }: Service, path: string): string {
+    if (instance === undefined || isSerial({ type, instance, path })) return "";
+    return notificationTopic(this.portalId, type, instance, path);
   }
 
   /** Every item of every scanned service. */

@@ -128,11 +128,18 @@ export function parseRequest(topic: string, portalId: string): Request | string 
     instance: Number(instance),
     path: "/" + path.join("/"),
   };
-  return isSerial(request) ? { kind: "keepalive", read: request } : request;
+  return request.kind === "read" && isSerial(request)
+    ? { kind: "keepalive", read: request }
+    : request;
 }
 
-function isSerial({ kind, type, instance, path }: ItemRequest): boolean {
-  return kind === "read" && type === "system" && instance === 0 && path === "/Serial";
+/**
+ * The Serial: its topic carries the portal id, which the bridge publishes
+ * itself; a service's /Serial (a W to it, a GX whose id is not --portal-id)
+ * must not change whom clients take the GX for.
+ */
+export function isSerial(item: Pick<ItemRequest, "type" | "instance" | "path">): boolean {
+  return item.type === "system" && item.instance === 0 && item.path === "/Serial";
 }
 
 /** Items that exist on D-Bus but are internal; never published or served. */

@@ -168,11 +168,22 @@ const UINT64_MAX = 2n ** 64n - 1n;
 const variant = (signature: string, value: unknown): Variant => ({ signature, value });
 
 /**
+ * How deep a written value's D-Bus containers may go. A service that takes
+ * it announces it again, in an ItemsChanged (a{sa{sv}}: five containers
+ * around it), and dbus-daemon drops a service whose message nests over 64
+ * deep: a W 31 arrays deep took the service off the bus (PropertiesChanged
+ * adds three). A JSON array costs two containers (av), an object three
+ * (a{sv}), null one: 29 arrays or 19 objects inside each other at most.
+ */
+const MAX_WRITTEN_CONTAINERS = 64 - 5;
+
+/**
  * The D-Bus value for a parsed JSON value, with the types the original
  * bridge chose: integer -> int32 (int64, uint64 when out of range), float ->
  * double, array -> av (empty: au), object -> a{sv}, null -> invalid.
+ * `containers`: how many the value is inside.
  */
-export function toVariant(value: TypedJson): Variant {
+export function toVariant(value: TypedJson, containers = 0): Variant {
   switch (typeof value) {
     case "bigint":
       if (value >= INT32[0] && value <= INT32[1]) {
@@ -190,12 +201,27 @@ export function toVariant(value: TypedJson): Variant {
     case "boolean":
       return variant("b", value);
   }
-  if (value === null) return variant("ai", []); // invalid, as Victron services write it
-  if (Array.isArray(value)) {
-    // An empty `ai` would read as "invalid", so an empty list goes out as `au`.
-    return value.length === 0 ? variant("au", []) : variant("av", value.map(toVariant));
+  if (value === null) {
+    deeper(containers, 1);
+    return variant("ai", []); // invalid, as Victron services write it
   }
-  return variant("a{sv}", new Map([...value].map(([k, v]) => [k, toVariant(v)])));
+  if (Array.isArray(value)) {
+    const inside = deeper(containers, 2);
+    // An empty `ai` would read as "invalid", so an empty list goes out as `au`.
+    if (value.length === 0) return variant("au", []);
+    return variant("av", value.map((item) => toVariant(item, inside)));
+  }
+  const inside = deeper(containers, 3);
+  return variant("a{sv}", new Map([...value].map(([k, v]) => [k, toVariant(v, inside)])));
+}
+
+function deeper(containers: number, more: number): number {
+  if (containers + more > MAX_WRITTEN_CONTAINERS) {
+    throw new RangeError(
+      "nested too deeply for D-Bus: the service's echo of it would be over 64 containers deep",
+    );
+  }
+  return containers + more;
 }
 
 /**

@@ -22,8 +22,8 @@ Deno.test("the D-Bus writer refuses what the daemon would drop the connection fo
     ["a NUL in a string", toVariant("a\u0000b"), /NUL/],
     ["a NUL in a dict key", toVariant(parseTypedJson('{"a\\u0000": 1}')), /NUL/],
     ["half a UTF-16 pair", toVariant("\ud800"), /half a UTF-16 pair/],
-    ["arrays 32 deep (65 containers)", parseJson(nested("[", "1", "]", 32)), /nested over 64/],
-    ["objects 22 deep (67 containers)", parseJson(nested('{"a":', "1", "}", 22)), /nested/],
+    ["arrays 32 deep (65 containers)", arrays(32, { signature: "i", value: 1 }), /nested over 64/],
+    ["a dict inside 31 arrays (66 containers)", arrays(31, dict), /nested over 64/],
     ["a signature that is not one", { signature: "a{vs}", value: [] }, /basic key/],
     ["an object path with a dash", "/Dash-Path", /object path/],
     ["an object path with a space", "/Space Path", /object path/],
@@ -39,11 +39,39 @@ Deno.test("the D-Bus writer refuses what the daemon would drop the connection fo
 
 Deno.test("the deepest values the daemon takes are written, and read back by dbus-next", () => {
   // 1 + 2 x 31 = 63 and 1 + 2 x 30 + 3 = 64 containers: measured against dbus-daemon.
-  for (const json of [nested("[", "1", "]", 31), nested("[", '{"a":1}', "]", 30)]) {
-    const read = dbusNextReads(setValue(parseJson(json)));
+  for (const value of [arrays(31, { signature: "i", value: 1 }), arrays(30, dict)]) {
+    const read = dbusNextReads(setValue(value));
     strictEqual(read.member, "SetValue");
   }
 });
+
+Deno.test("a W value leaves room for the service's echo of it: 59 containers at most", () => {
+  // ItemsChanged (a{sa{sv}}) puts five containers around the value; the daemon takes 64.
+  const taken = [
+    nested("[", "1", "]", 29), // 58
+    nested("[", "null", "]", 29), // 59
+    nested("[", '{"a":1}', "]", 28), // 59
+    nested('{"a":', "[]", "}", 19), // 59
+    nested('{"a":', "1", "}", 19), // 57
+  ];
+  for (const json of taken) {
+    strictEqual(dbusNextReads(setValue(parseJson(json))).member, "SetValue");
+  }
+  const refused = [
+    nested("[", "1", "]", 30), // 60
+    nested("[", "null", "]", 30), // 61
+    nested("[", '{"a":1}', "]", 29), // 61
+    nested('{"a":', "[null]", "}", 19), // 60
+    nested('{"a":', "1", "}", 20), // 60
+  ];
+  for (const json of refused) throws(() => parseJson(json), /echo of it/, json.slice(0, 40));
+});
+
+/** A variant of `n` arrays inside each other around `inner`, past the value rules' limit. */
+function arrays(n: number, inner: Variant): Variant {
+  return n === 0 ? inner : { signature: "av", value: [arrays(n - 1, inner)] };
+}
+const dict: Variant = { signature: "a{sv}", value: new Map([["a", { signature: "i", value: 1 }]]) };
 
 Deno.test("numbers D-Bus cannot carry are refused, not rounded", () => {
   for (

@@ -79,6 +79,25 @@ Deno.test("Serial from the start, quiet until a request, cleared on expiry, woke
   });
 });
 
+Deno.test("the Serial is the portal id, whatever the system service's /Serial says", async () => {
+  const SYSTEM = "com.victronenergy.system";
+  await withGx({
+    services: [pvInverter(), { name: SYSTEM, items: { "/Serial": "0123456789ab" } }],
+  }, async (gx) => {
+    const serial = gx.topic("system", 0, "/Serial");
+    await gx.wake(gx.topic("pvinverter", 20, "/Ac/Power"));
+    gx.sim.get(SYSTEM).set("/Serial", "changed00000");
+    await gx.read("system", 0, "/Serial"); // the old keep-alive: the Serial comes again
+    await gx.assertServing("pvinverter", 20, "/Ac/Power");
+    const sent = gx.client.log.filter((m) => m.topic === serial).map((m) => m.payload);
+    strictEqual(sent.length >= 2, true, "published at connect and for the read");
+    deepStrictEqual(new Set(sent), new Set([`{"value": "${PORTAL_ID}"}`]));
+    await gx.write("system", 0, "/Serial", '{"value": "evil"}');
+    await gx.bridge.waitForLine(/Serial: refused, the Serial is the portal id/);
+    strictEqual(gx.sim.get(SYSTEM).writes.length, 0, "nothing written");
+  });
+});
+
 Deno.test("a request keeps it alive past the interval", async () => {
   await withGx({
     args: ["-k", "1"],
