@@ -21,7 +21,6 @@ import {
 } from "./topics.ts";
 import { changeLine, jsonLine, renderTable, type Row, valueText } from "./watch_view.ts";
 
-const SERIALS = serialTopic("+");
 /** How long to wait for the Serial or the first values before explaining. */
 const HINT_AFTER_MS = 5000;
 const REDRAW_MS = 200;
@@ -70,15 +69,23 @@ export function watch(
   /** Said once while the broker stays away, not at every try (one a second). */
   let problem = "";
   let connected = false;
+  /**
+   * The GX's Serial came on this connection. The bridge publishes it once it
+   * has subscribed to requests: a keep-alive sent before would be lost (a
+   * bridge that starts with watch, or that falls back to MQTT 3.1.1 a second
+   * later), and watch would show nothing until its next keep-alive.
+   */
+  let following = false;
   client.on("connect", () => {
     connected = true;
     problem = "";
-    if (portalId) return follow(portalId);
-    say(`connected; waiting for a GX's retained ${SERIALS}`);
-    client.subscribe(SERIALS);
+    following = false;
+    const serials = serialTopic(portalId ?? "+");
+    say(`connected; waiting for ${portalId ? `${portalId}'s` : "a GX's"} retained ${serials}`);
+    client.subscribe(serials);
     waiting = setTimeout(() =>
       say(
-        `no GX on this broker yet: nothing publishes ${SERIALS}. Is dbus-mqtt running and ` +
+        `no GX on this broker yet: nothing publishes ${serials}. Is dbus-mqtt running and ` +
           `connected to ${options.mqttName}?`,
       ), HINT_AFTER_MS);
   });
@@ -93,13 +100,16 @@ export function watch(
 
   client.on("message", (topic, buffer) => {
     const payload = buffer.toString();
-    if (!portalId) {
+    if (!following || !portalId) {
       const id = topic.split("/")[1];
       if (!isPortalId(id)) return; // anyone may publish a Serial topic
+      if (!portalId) {
+        say(`found GX ${id} (when the broker serves several, pick one with --portal-id)`);
+        client.unsubscribe(serialTopic("+"));
+      }
       portalId = id;
-      say(`found GX ${portalId} (when the broker serves several, pick one with --portal-id)`);
+      following = true;
       clearTimeout(waiting);
-      client.unsubscribe(SERIALS);
       return follow(portalId);
     }
     if (!matchesFilter(notificationFilter(portalId), topic)) return;

@@ -3,6 +3,8 @@ import { deepStrictEqual, strictEqual } from "node:assert";
 import dbus from "dbus-next";
 import { BridgeProcess } from "./support/bridge.ts";
 import { startBroker } from "./support/broker.ts";
+import { startDbusDaemon } from "./support/dbus_daemon.ts";
+import { GxSim } from "./support/victron_services.ts";
 import { TestClient } from "./support/mqtt_client.ts";
 import { PORTAL_ID, PV, pvInverter, withGx } from "./support/gx.ts";
 
@@ -69,6 +71,28 @@ Deno.test("watch --filter and --json: only matching topics, one JSON record each
       await watch.stop();
     }
   });
+});
+
+Deno.test("watch --portal-id started before the bridge: its keep-alive waits for the Serial", async () => {
+  const bus = await startDbusDaemon();
+  const broker = await startBroker();
+  const sim = await GxSim.start(bus.address, [pvInverter(100), battery]);
+  const watch = new BridgeProcess(["watch", "--mqtt", broker.url, "--portal-id", PORTAL_ID]);
+  let bridge: BridgeProcess | undefined;
+  try {
+    // Connected to the broker (earlier versions sent their keep-alive then, into the void).
+    await watch.waitForLine(new RegExp(`waiting for ${PORTAL_ID}'s retained|keep-alive sent`));
+    bridge = new BridgeProcess(
+      ["--dbus", bus.address, "--mqtt", broker.url, "--portal-id", PORTAL_ID],
+    );
+    await watch.waitForLine(/^watch: 6 values: the complete picture/);
+  } finally {
+    await watch.stop();
+    await bridge?.stop();
+    sim.stop();
+    await broker.stop();
+    await bus.stop();
+  }
 });
 
 Deno.test("watch explains an empty broker instead of staying silent", async () => {
