@@ -336,6 +336,10 @@ async function bridge(options: Options, portalId: string, log: Logger): Promise<
     const req = parseRequest(incoming.topic, portalId);
     if (typeof req === "string") return fail(reply, "request", topic, `${req}; ignored`);
     if (incoming.retained) {
+      // An empty retained message is how a client takes its retained request off the broker.
+      if (incoming.payload.length === 0) {
+        return log.info("request", `${topic}: a retained request taken back; nothing to do`);
+      }
       return fail(
         reply,
         "request",
