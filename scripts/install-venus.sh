@@ -101,7 +101,7 @@ install() {
     *.js | *.mjs)
       # .mjs: every Node (18 too) and Deno load it as the ES module it is.
       cp "$artifact" "$ROOT$APP/dbus-mqtt.mjs"
-      program="node --optimize-for-size ./dbus-mqtt.mjs"
+      program="node --optimize-for-size --no-concurrent-recompilation ./dbus-mqtt.mjs"
       [ -n "$ROOT" ] || command -v node >/dev/null ||
         say "warning: no node on this device; install a standalone executable instead"
       ;;

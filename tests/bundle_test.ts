@@ -22,7 +22,7 @@ const NODE_18 = await node18();
 const runtimes: [string, string[]][] = [
   ["deno", [Deno.execPath(), ...startCommand().map((a) => a === "main.ts" ? BUNDLE : a)]],
   ["node", ["node", BUNDLE]],
-  ["node 18", [NODE_18, "--optimize-for-size", MODULE]],
+  ["node 18", [NODE_18, "--optimize-for-size", "--no-concurrent-recompilation", MODULE]],
 ];
 
 /** Node 18's executable, from the npm registry (npx caches it). */
