@@ -172,8 +172,9 @@ const variant = (signature: string, value: unknown): Variant => ({ signature, va
  * it announces it again, in an ItemsChanged (a{sa{sv}}: five containers
  * around it), and dbus-daemon drops a service whose message nests over 64
  * deep: a W 31 arrays deep took the service off the bus (PropertiesChanged
- * adds three). A JSON array costs two containers (av), an object three
- * (a{sv}), null one: 29 arrays or 19 objects inside each other at most.
+ * adds three). Counted on the safe side, empty or not: a JSON array as two
+ * containers (av), an object three (a{sv}), null one; so 29 arrays or 19
+ * objects inside each other at most.
  */
 const MAX_WRITTEN_CONTAINERS = 64 - 5;
 

@@ -76,11 +76,13 @@ export function watch(
    * later), and watch would show nothing until its next keep-alive.
    */
   let following = false;
+  /** What this connection waits on: the Serial of --portal-id's GX, or any GX's. */
+  let serials = "";
   client.on("connect", () => {
     connected = true;
     problem = "";
     following = false;
-    const serials = serialTopic(portalId ?? "+");
+    serials = serialTopic(portalId ?? "+");
     say(`connected; waiting for ${portalId ? `${portalId}'s` : "a GX's"} retained ${serials}`);
     client.subscribe(serials);
     waiting = setTimeout(() =>
@@ -98,21 +100,25 @@ export function watch(
     connected = false;
   });
 
-  client.on("message", (topic, buffer) => {
+  client.on("message", (topic, buffer, packet) => {
     const payload = buffer.toString();
     if (!following || !portalId) {
       const id = topic.split("/")[1];
       if (!isPortalId(id)) return; // anyone may publish a Serial topic
       if (!portalId) {
         say(`found GX ${id} (when the broker serves several, pick one with --portal-id)`);
-        client.unsubscribe(serialTopic("+"));
       }
+      client.unsubscribe(serials); // it comes with the GX's other topics now
       portalId = id;
       following = true;
       clearTimeout(waiting);
       return follow(portalId);
     }
     if (!matchesFilter(notificationFilter(portalId), topic)) return;
+    // A Serial that comes live, not as the broker's retained copy: the bridge
+    // has just (re)connected, quiet if it restarted, and a keep-alive sent
+    // while it was away (the broker kept its Serial meanwhile) was lost.
+    if (topic === serialTopic(portalId) && !packet.retain) keepAlive(portalId, fullPublish);
     if (topic === heartbeatTopic(portalId)) {
       lastHeartbeat = Date.now();
       return scheduleRedraw();
@@ -133,24 +139,28 @@ export function watch(
     show(topic, short, payload);
   });
 
+  /** A full republish, with our echo when it is done. */
+  const fullPublish = [{ "full-publish-completed-echo": token }];
+
+  function keepAlive(id: string, keepAliveOptions: unknown[]): void {
+    client.publish(keepAliveTopic(id), JSON.stringify({ "keepalive-options": keepAliveOptions }));
+  }
+
   /** Subscribes to the GX and keeps it alive; again after every reconnect. */
   function follow(id: string): void {
     client.subscribe(notificationFilter(id), () => {
-      const keepAlive = (keepAliveOptions: unknown[]) =>
-        client.publish(
-          keepAliveTopic(id),
-          JSON.stringify({ "keepalive-options": keepAliveOptions }),
-        );
-      keepAlive([{ "full-publish-completed-echo": token }]);
+      keepAlive(id, fullPublish);
       say(`watching ${id}; keep-alive sent, every ${options.keepAliveSeconds} s from now on`);
       clearInterval(keepingAlive);
       keepingAlive = setInterval(
-        () => keepAlive(["suppress-republish"]),
+        () => keepAlive(id, ["suppress-republish"]),
         options.keepAliveSeconds * 1000,
       );
       clearTimeout(waiting);
       waiting = setTimeout(() => {
-        if (latest.size > 0) return;
+        // The Serial may be the broker's copy from a bridge that is gone.
+        const serial = shortTopic(serialTopic(id));
+        if ([...latest.keys()].some((short) => short !== serial)) return;
         say(
           `no values after the keep-alive. Is the bridge for ${id} connected to this broker` +
             (options.filters.length ? ", and does --filter match anything?" : "?"),

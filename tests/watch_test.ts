@@ -95,6 +95,42 @@ Deno.test("watch --portal-id started before the bridge: its keep-alive waits for
   }
 });
 
+Deno.test("watch gets the whole picture from a bridge that comes back after its keep-alive", async () => {
+  await withGx({ services: [pvInverter(100), battery] }, async (gx) => {
+    await gx.bridge.stop(); // the broker keeps its retained Serial
+    const watch = new BridgeProcess(["watch", "--mqtt", gx.broker.url]);
+    try {
+      await watch.waitForLine(/keep-alive sent/); // to no bridge
+      gx.bridge = new BridgeProcess(gx.bridgeArgs);
+      await watch.waitForLine(/^watch: 6 values: the complete picture/);
+    } finally {
+      await watch.stop();
+    }
+  });
+});
+
+Deno.test("watch explains a Serial that no bridge answers for", async () => {
+  const broker = await startBroker();
+  const client = await TestClient.connect(broker.url);
+  const watch = new BridgeProcess(["watch", "--mqtt", broker.url]);
+  try {
+    await client.client.publishAsync(
+      `N/${PORTAL_ID}/system/0/Serial`,
+      `{"value": "${PORTAL_ID}"}`,
+      {
+        retain: true,
+      },
+    );
+    await watch.waitForLine(
+      new RegExp(`no values after the keep-alive. Is the bridge for ${PORTAL_ID}`),
+    );
+  } finally {
+    await watch.stop();
+    await client.close();
+    await broker.stop();
+  }
+});
+
 Deno.test("watch explains an empty broker instead of staying silent", async () => {
   const broker = await startBroker();
   const watch = new BridgeProcess(["watch", "--mqtt", broker.url]);
